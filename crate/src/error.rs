@@ -1,0 +1,139 @@
+//! The crate's one error type. Every variant that comes from bad input names the file, the line or row,
+//! and what was expected, so a researcher can go straight to the offending record.
+
+use std::path::{Path, PathBuf};
+
+/// Result with saekit's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in saekit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error while touching `path`.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A line of a JSONL file that is not a JSON object.
+    #[error("{}: line {}: malformed JSON: {message}", path.display(), count(*line))]
+    Json { path: PathBuf, line: u64, message: String },
+
+    /// A CSV record whose field count differs from the header's.
+    #[error("{}: line {}: CSV record {} has {found} fields, expected {expected} (as in the header)",
+        path.display(), count(*line), count(*record))]
+    CsvFieldCount { path: PathBuf, line: u64, record: u64, expected: u64, found: u64 },
+
+    /// Any other malformed CSV input.
+    #[error("{}: line {}: malformed CSV: {message}", path.display(), count(*line))]
+    Csv { path: PathBuf, line: u64, message: String },
+
+    /// A value that does not fit the column type inferred (or declared) for it.
+    #[error("{}: {location}: column `{column}`: expected {expected}, found {found}", path.display())]
+    BadValue { path: PathBuf, location: String, column: String, expected: String, found: String },
+
+    /// Bytes that are not UTF-8 where text is required.
+    #[error("{}: {location}: invalid UTF-8 at byte offset {} (byte 0x{byte:02x}); text must be UTF-8",
+        path.display(), count(*offset))]
+    InvalidUtf8 { path: PathBuf, location: String, offset: u64, byte: u8 },
+
+    /// The column chosen for the text (or named in a template) does not exist.
+    #[error("{}: no column `{column}`; the columns are: {}", path.display(), available.join(", "))]
+    MissingColumn { path: PathBuf, column: String, available: Vec<String> },
+
+    /// A row whose text is null or not a string.
+    #[error("{}: {location}: column `{column}`: expected text (a string), found {found}", path.display())]
+    NotText { path: PathBuf, location: String, column: String, found: String },
+
+    /// A file that holds no records at all.
+    #[error("{}: the file is empty (expected at least one {expected})", path.display())]
+    EmptyFile { path: PathBuf, expected: &'static str },
+
+    /// A file that is not Parquet, or a Parquet file cut short.
+    #[error("{}: not a readable Parquet file: {reason}", path.display())]
+    NotParquet { path: PathBuf, reason: String },
+
+    /// Errors from the Parquet or Arrow libraries, with the file they concern.
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+
+    /// Two files of one source disagree about a column's type.
+    #[error("column `{column}` is {first_type} in {} but {second_type} in {}", first.display(), second.display())]
+    SchemaConflict { column: String, first: PathBuf, first_type: String, second: PathBuf, second_type: String },
+
+    /// A path or glob that matched nothing, or a format saekit cannot guess.
+    #[error("{0}")]
+    Source(String),
+
+    /// An argument that makes no sense (the message says which and why).
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A catalog entry that does not exist.
+    #[error("no {kind} `{name}` in the catalog at {}", catalog.display())]
+    NotFound { kind: &'static str, name: String, catalog: PathBuf },
+
+    /// A catalog entry that already exists.
+    #[error("a {kind} named `{name}` already exists in the catalog at {}", catalog.display())]
+    AlreadyExists { kind: &'static str, name: String, catalog: PathBuf },
+
+    /// The catalog database itself.
+    #[error("catalog {}: {source}", path.display())]
+    Catalog { path: PathBuf, source: rusqlite::Error },
+
+    /// A catalog written by a newer saekit.
+    #[error("catalog {} has schema version {found}, newer than this saekit understands ({supported}); upgrade saekit",
+        path.display())]
+    CatalogTooNew { path: PathBuf, found: i64, supported: i64 },
+
+    /// Work stopped because it was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// Tokenizer loading or encoding.
+    #[error("tokenizer {name}: {message}")]
+    Tokenizer { name: String, message: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// Wraps an Arrow or Parquet library error with the file it concerns.
+    pub fn format(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
+        Error::Format { path: path.as_ref().to_path_buf(), message: err.to_string() }
+    }
+}
+
+/// Formats a count with thousands separators: 12345 → "12,345".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(12345), "12,345");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn json_error_names_file_and_line() {
+        let e = Error::Json { path: "a/b.jsonl".into(), line: 12345, message: "EOF".into() };
+        assert_eq!(e.to_string(), "a/b.jsonl: line 12,345: malformed JSON: EOF");
+    }
+}
