@@ -30,6 +30,10 @@ pub enum Error {
     #[error("{}: {location}: column `{column}`: expected {expected}, found {found}", path.display())]
     BadValue { path: PathBuf, location: String, column: String, expected: String, found: String },
 
+    /// A well-formed record that does not fit the source's schema.
+    #[error("{}: line {}: the record does not fit the schema {basis}: {message}", path.display(), count(*line))]
+    SchemaMismatch { path: PathBuf, line: u64, basis: String, message: String },
+
     /// Bytes that are not UTF-8 where text is required.
     #[error("{}: {location}: invalid UTF-8 at byte offset {} (byte 0x{byte:02x}); text must be UTF-8",
         path.display(), count(*offset))]

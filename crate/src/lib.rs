@@ -1,4 +1,26 @@
+//! saekit: download, curate, mix and tokenize training data and train sparse autoencoders, from plain Rust
+//! or from notebook cells.
+//!
+//! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
+//! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
+//! dataset. [`display`] renders values for notebooks, terminals and HTML reports; stages use it, never
+//! the reverse.
+
+pub mod catalog;
+pub mod data;
+pub mod display;
 pub mod error;
+pub mod report;
 pub mod sources;
+pub mod stats;
+pub mod tokenize;
+
+pub use catalog::{Dataset, DatasetStatus, Workspace};
 pub use error::{Error, Result};
+pub use sources::{OnError, Source, TextField};
+
+/// The saekit version, recorded in every artifact and report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(feature = "polars")]
+pub mod interop;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use arrow::array::{ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::array::RecordBatch;
+use arrow::array::{ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Locations, RawBatch, ReadOptions};
@@ -38,12 +38,7 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
 }
 
 /// Reads the next record into `record`, checking its field count and UTF-8. Returns Ok(false) at the end.
-fn read_record(
-    reader: &mut CsvReader,
-    record: &mut csv::ByteRecord,
-    expected: usize,
-    path: &Path,
-) -> Result<bool> {
+fn read_record(reader: &mut CsvReader, record: &mut csv::ByteRecord, expected: usize, path: &Path) -> Result<bool> {
     if !reader.read_byte_record(record).map_err(|e| csv_error(path, e))? {
         return Ok(false);
     }
@@ -68,7 +63,7 @@ fn read_record(
 fn infer_type(values: &[&str]) -> DataType {
     let present = || values.iter().filter(|v| !v.is_empty());
     if present().next().is_none() {
-        DataType::Utf8
+        DataType::Null
     } else if present().all(|v| v.parse::<i64>().is_ok()) {
         DataType::Int64
     } else if present().all(|v| v.parse::<f64>().is_ok()) {
@@ -88,7 +83,17 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Infers the schema of `path` from its header and the first records.
+/// Gives the columns that were empty in every file's sample ([`DataType::Null`]) the type text.
+pub fn empty_columns_as_text(schema: Schema) -> Schema {
+    let fields = schema.fields().iter().map(|f| match f.data_type() {
+        DataType::Null => f.as_ref().clone().with_data_type(DataType::Utf8),
+        _ => f.as_ref().clone(),
+    });
+    Schema::new(fields.collect::<Vec<_>>())
+}
+
+/// Infers the schema of `path` from its header and the first records. A column empty in every sampled record
+/// is [`DataType::Null`], to take its type from the other files (see [`empty_columns_as_text`]).
 pub fn infer(path: &Path, opts: &ReadOptions) -> Result<Schema> {
     let (mut reader, names) = open(path, Arc::new(AtomicU64::new(0)))?;
     let mut record = csv::ByteRecord::new();
@@ -99,6 +104,9 @@ pub fn infer(path: &Path, opts: &ReadOptions) -> Result<Schema> {
             Ok(false) => break,
             Err(e) => opts.bad_record(e)?,
         }
+    }
+    if sample.is_empty() {
+        return Err(Error::EmptyFile { path: path.to_path_buf(), expected: "record after the header" });
     }
     let fields = names
         .iter()
@@ -129,10 +137,8 @@ pub struct CsvFileReader {
 impl CsvFileReader {
     pub fn open(path: &Path, schema: SchemaRef, opts: ReadOptions) -> Result<Self> {
         let (reader, names) = open(path, opts.counters.bytes.clone())?;
-        let targets = names
-            .iter()
-            .map(|n| schema.index_of(n).map_err(|e| Error::format(path, e)))
-            .collect::<Result<Vec<_>>>()?;
+        let targets =
+            names.iter().map(|n| schema.index_of(n).map_err(|e| Error::format(path, e))).collect::<Result<Vec<_>>>()?;
         let sources = (0..schema.fields().len()).map(|t| targets.iter().position(|&x| x == t)).collect();
         Ok(CsvFileReader {
             sources,

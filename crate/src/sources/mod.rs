@@ -8,6 +8,7 @@ mod documents;
 mod jsonl;
 mod open;
 mod parquet;
+mod render;
 mod schema;
 mod text_files;
 
@@ -43,7 +44,7 @@ impl Format {
     /// Guesses the format from a file name, looking through a `.gz`/`.zst` suffix.
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+        let name = [".gz", ".gzip", ".zst", ".zstd"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
         let ext = name.rsplit_once('.')?.1;
         Some(match ext {
             "jsonl" | "ndjson" | "json" => Format::Jsonl,
@@ -219,18 +220,28 @@ impl Source {
         Source::open_many([path])
     }
 
-    /// Opens several files, folders or globs as one source.
-    pub fn open_many<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Source> {
+    /// Opens files, folders or globs as `format`, whatever their names say.
+    pub fn open_as<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>, format: Format) -> Result<Source> {
+        let mut spec = Source::spec_for(paths)?;
+        spec.format = Some(format);
+        Source::from_spec(spec)
+    }
+
+    fn spec_for<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<SourceSpec> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-        let paths = paths.into_iter().map(|p| cwd.join(p.as_ref()).to_string_lossy().into_owned()).collect();
-        Source::from_spec(SourceSpec {
-            paths,
+        Ok(SourceSpec {
+            paths: paths.into_iter().map(|p| cwd.join(p.as_ref()).to_string_lossy().into_owned()).collect(),
             format: None,
             text: TextField::default(),
             on_error: OnError::default(),
             infer_rows: default_infer_rows(),
             batch_rows: default_batch_rows(),
         })
+    }
+
+    /// Opens several files, folders or globs as one source.
+    pub fn open_many<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Source> {
+        Source::from_spec(Source::spec_for(paths)?)
     }
 
     /// Opens a source from a stored spec (finding its files again).
@@ -342,7 +353,11 @@ impl Source {
         if schemas.is_empty() {
             return Err(Error::Source(format!("no readable file among the {} of this source", self.files.len())));
         }
-        let schema = schema::shared(schema::merge_schemas(&schemas)?);
+        let mut merged = schema::merge_schemas(&schemas)?;
+        if self.format == Format::Csv {
+            merged = csv::empty_columns_as_text(merged);
+        }
+        let schema = schema::shared(merged);
         Ok(self.schema.get_or_init(|| schema).clone())
     }
 
@@ -353,8 +368,9 @@ impl Source {
         let mut rows = 0;
         for raw in self.batches_with(Arc::default())? {
             let raw = raw?;
-            rows += raw.batch.num_rows();
-            sample.push(raw.batch);
+            let take = raw.batch.num_rows().min(self.spec.infer_rows - rows);
+            rows += take;
+            sample.push(raw.batch.slice(0, take));
             if rows >= self.spec.infer_rows {
                 break;
             }
@@ -415,7 +431,8 @@ fn resolve(patterns: &[String], format: Option<Format>) -> Result<(Vec<PathBuf>,
     for pattern in patterns {
         let path = Path::new(pattern);
         if pattern.contains(['*', '?', '[']) && !path.exists() {
-            let matches = glob::glob(pattern).map_err(|e| Error::Source(format!("bad glob pattern `{pattern}`: {e}")))?;
+            let matches =
+                glob::glob(pattern).map_err(|e| Error::Source(format!("bad glob pattern `{pattern}`: {e}")))?;
             let mut found: Vec<PathBuf> = matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect();
             if found.is_empty() {
                 return Err(Error::Source(format!("`{pattern}` matched no files")));
@@ -549,7 +566,8 @@ impl Batches {
                 return Ok(false);
             }
             self.next_file = self.files.len();
-            self.current = Some(FileReader::Text(text_files::TextFilesReader::new(self.files.clone(), self.opts.clone())));
+            self.current =
+                Some(FileReader::Text(text_files::TextFilesReader::new(self.files.clone(), self.opts.clone())));
             return Ok(true);
         }
         while let Some(path) = self.files.get(self.next_file) {
@@ -580,11 +598,12 @@ impl Batches {
             match reader.next_batch() {
                 Ok(Some(raw)) => return Ok(Some(raw)),
                 Ok(None) => self.current = None,
-                Err(e @ Error::EmptyFile { .. }) => {
+                // Bad records were already skipped (or failed) by the reader: what comes out is the file's
+                // (empty, corrupt, truncated), so under Skip the rest of the file is skipped.
+                Err(e) => {
                     self.current = None;
                     self.opts.bad_record(e)?;
                 }
-                Err(e) => return Err(e),
             }
         }
     }

@@ -77,7 +77,12 @@ pub fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, path: &Path) -> Re
 
 /// Checks `bytes` are UTF-8; if not, builds an error naming where, `base_offset` being the offset of
 /// `bytes[0]` in the (decompressed) file.
-pub fn check_utf8<'a>(bytes: &'a [u8], path: &Path, location: impl FnOnce() -> String, base_offset: u64) -> Result<&'a str> {
+pub fn check_utf8<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    location: impl FnOnce() -> String,
+    base_offset: u64,
+) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         Error::InvalidUtf8 {

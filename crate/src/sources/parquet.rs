@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 
 use super::schema::conform;
 use super::{Locations, RawBatch, ReadOptions};
@@ -18,7 +20,7 @@ fn check_magic(path: &Path, file: &mut File) -> Result<()> {
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let not_parquet = |reason: String| Error::NotParquet { path: path.to_path_buf(), reason };
     if len == 0 {
-        return Err(Error::EmptyFile { path: path.to_path_buf(), expected: "Parquet file" });
+        return Err(Error::EmptyFile { path: path.to_path_buf(), expected: "row" });
     }
     if len < 12 {
         return Err(not_parquet(format!("only {len} bytes long; a Parquet file has at least 12")));
@@ -34,7 +36,9 @@ fn check_magic(path: &Path, file: &mut File) -> Result<()> {
         return Err(not_parquet("it does not start with the `PAR1` magic bytes".into()));
     }
     if &tail != b"PAR1" {
-        return Err(not_parquet("it does not end with the `PAR1` magic bytes: truncated, or still being written".into()));
+        return Err(not_parquet(
+            "it does not end with the `PAR1` magic bytes: truncated, or still being written".into(),
+        ));
     }
     Ok(())
 }

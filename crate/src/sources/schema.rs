@@ -20,15 +20,14 @@ pub fn merge_schemas(schemas: &[(PathBuf, Schema)]) -> Result<Schema> {
             match fields.iter_mut().find(|(f, _)| f.name() == field.name()) {
                 None => fields.push((field.as_ref().clone().with_nullable(true), path)),
                 Some((existing, first)) => {
-                    let merged = merge_types(existing.data_type(), field.data_type()).ok_or_else(|| {
-                        Error::SchemaConflict {
+                    let merged =
+                        merge_types(existing.data_type(), field.data_type()).ok_or_else(|| Error::SchemaConflict {
                             column: field.name().clone(),
                             first: first.to_path_buf(),
                             first_type: existing.data_type().to_string(),
                             second: path.clone(),
                             second_type: field.data_type().to_string(),
-                        }
-                    })?;
+                        })?;
                     *existing = existing.clone().with_data_type(merged);
                 }
             }

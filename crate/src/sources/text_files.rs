@@ -66,6 +66,9 @@ impl TextFilesReader {
 
 fn read_document(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.is_empty() {
+        return Err(Error::EmptyFile { path: path.to_path_buf(), expected: "character of text" });
+    }
     check_utf8(&bytes, path, || "the file".into(), 0)?;
     Ok(String::from_utf8(bytes).unwrap_or_default())
 }

@@ -1,0 +1,189 @@
+//! The `saekit` command: the quickstart report, and the workspace catalog from a terminal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use saekit::catalog::{DatasetFilter, DatasetStatus, Workspace};
+use saekit::display::Render;
+use saekit::report::Report;
+use saekit::stats::DatasetStats;
+use saekit::{Error, Result, Source};
+
+const USAGE: &str = "\
+saekit: data curation and SAE training toolkit
+
+usage: saekit [--workspace DIR] COMMAND [ARGS]
+
+commands:
+  quickstart [--out FILE]         add the embedded corpus to the workspace and write an HTML report
+                                  (default FILE: saekit-report.html)
+  add NAME PATH... [OPTIONS]      register files (JSONL, CSV, Parquet, a folder of .txt/.md) as a dataset
+  import NAME PATH... [OPTIONS]   copy files into the workspace as Parquet and register them
+      --text COLUMN               the column holding the text (default: text)
+      --template TEMPLATE         build the text from columns, e.g. '{instruction}\\n\\n{output}'
+      --skip-bad-records          skip and count unreadable records instead of stopping
+  list [--status S] [--tag T] [--source S] [--name TEXT]
+  show NAME                       a dataset's card
+  tag NAME TAG...                 set a dataset's tags
+  delete NAME                     delete a dataset, its tokenizations and the files saekit made for it
+  schema PATH...                  the schema of files, with null counts on a sample
+  stats PATH... [OPTIONS]         statistics of files' documents
+
+The workspace is --workspace DIR, else $SAEKIT_HOME, else ~/.saekit.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Pulls `--flag VALUE` out of `args`.
+fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>> {
+    let Some(i) = args.iter().position(|a| a == flag) else { return Ok(None) };
+    if i + 1 >= args.len() {
+        return Err(Error::InvalidArgument(format!("{flag} needs a value")));
+    }
+    let value = args.remove(i + 1);
+    args.remove(i);
+    Ok(Some(value))
+}
+
+/// Pulls `--flag` out of `args`.
+fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
+    let found = args.iter().position(|a| a == flag);
+    if let Some(i) = found {
+        args.remove(i);
+    }
+    found.is_some()
+}
+
+fn source_from(args: &mut Vec<String>) -> Result<Source> {
+    let text = take_value(args, "--text")?;
+    let template = take_value(args, "--template")?;
+    let skip = take_flag(args, "--skip-bad-records");
+    if let Some(unknown) = args.iter().find(|a| a.starts_with("--")) {
+        return Err(Error::InvalidArgument(format!("unknown option {unknown}\n\n{USAGE}")));
+    }
+    if args.is_empty() {
+        return Err(Error::InvalidArgument(format!("no files given\n\n{USAGE}")));
+    }
+    let mut source = Source::open_many(args.iter())?;
+    if let Some(text) = text {
+        source = source.text_column(text);
+    }
+    if let Some(template) = template {
+        source = source.text_template(template.replace("\\n", "\n"));
+    }
+    if skip {
+        source = source.skip_bad_records();
+    }
+    Ok(source)
+}
+
+fn run(mut args: Vec<String>) -> Result<()> {
+    let workspace_dir = take_value(&mut args, "--workspace")?.map(PathBuf::from);
+    let open_workspace = || match &workspace_dir {
+        Some(dir) => Workspace::open(dir),
+        None => Workspace::open_default(),
+    };
+    if args.is_empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let command = args.remove(0);
+    match command.as_str() {
+        "quickstart" => {
+            let out = take_value(&mut args, "--out")?.unwrap_or_else(|| "saekit-report.html".into());
+            let ws = open_workspace()?;
+            quickstart(&ws, &PathBuf::from(out))
+        }
+        "add" | "import" => {
+            if args.is_empty() {
+                return Err(Error::InvalidArgument(format!("{command} needs a NAME and files\n\n{USAGE}")));
+            }
+            let name = args.remove(0);
+            let source = source_from(&mut args)?;
+            let ws = open_workspace()?;
+            let dataset =
+                if command == "add" { ws.add_dataset(&name, &source)? } else { ws.import_dataset(&name, &source)? };
+            println!("{}", dataset.bundle().plain());
+            Ok(())
+        }
+        "list" => {
+            let filter = DatasetFilter {
+                status: take_value(&mut args, "--status")?.map(|s| s.parse::<DatasetStatus>()).transpose()?,
+                tag: take_value(&mut args, "--tag")?,
+                source: take_value(&mut args, "--source")?,
+                name_contains: take_value(&mut args, "--name")?,
+            };
+            println!("{}", open_workspace()?.find(&filter)?.bundle().plain());
+            Ok(())
+        }
+        "show" | "delete" | "tag" => {
+            if args.is_empty() {
+                return Err(Error::InvalidArgument(format!("{command} needs a dataset NAME")));
+            }
+            let name = args.remove(0);
+            let ws = open_workspace()?;
+            match command.as_str() {
+                "show" => println!("{}", ws.dataset(&name)?.bundle().plain()),
+                "tag" => {
+                    let tags: Vec<&str> = args.iter().map(String::as_str).collect();
+                    println!("{}", ws.tag(&name, &tags)?.bundle().plain());
+                }
+                _ => {
+                    ws.delete_dataset(&name)?;
+                    println!("deleted {name}");
+                }
+            }
+            Ok(())
+        }
+        "schema" => {
+            let source = source_from(&mut args)?;
+            println!("{}", source.schema()?.bundle().plain());
+            Ok(())
+        }
+        "stats" => {
+            let source = source_from(&mut args)?;
+            println!("{}", DatasetStats::compute(source.documents()?)?.bundle().plain());
+            Ok(())
+        }
+        other => Err(Error::InvalidArgument(format!("unknown command `{other}`\n\n{USAGE}"))),
+    }
+}
+
+/// The main job: the embedded corpus into the workspace, its schema and statistics, and an HTML report.
+fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let files = saekit::data::write_corpus(&ws.root().join("embedded"))?;
+    let mut report = Report::new("saekit quickstart");
+    report.provenance("workspace", ws.root().display().to_string());
+    for file in &files {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let name = name.split('.').next().unwrap_or("corpus").to_string();
+        let source = Source::open(file)?;
+        eprintln!("importing {name} from {}", file.display());
+        let dataset = match ws.dataset(&name) {
+            Ok(existing) if existing.status() == DatasetStatus::Ready => existing,
+            _ => ws.import_dataset(&name, &source)?,
+        };
+        ws.tag(&name, &["embedded", "public-domain"])?;
+        report.provenance(
+            format!("input {name}"),
+            format!("{} ({} bytes)", file.display(), std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)),
+        );
+        report.section(format!("Schema of {name}"), &source.schema()?);
+        report.section(format!("Dataset {name}"), &ws.dataset(dataset.name())?);
+    }
+    report.section("Catalog", &ws.datasets()?);
+    report.provenance("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64()));
+    report.write_html(out)?;
+    println!("{}", report.to_text());
+    println!("report written to {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! The workspace: a folder holding a SQLite catalog of datasets and the artifacts made from them
+//! (imported data, token stores, recipes, training runs). Artifacts are written under `tmp/` and enter
+//! the catalog only when complete, so a crash at any moment leaves the old state or a clearly marked
+//! partial; several processes (notebook kernels) can share one workspace.
+
+mod artifact;
+mod db;
+
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+
+pub use artifact::*;
+pub use db::*;
+
+use crate::display::{Card, MimeBundle, Render, Table};
+use crate::error::{Error, Result, count};
+use crate::sources::{Format, SchemaView, Source, SourceSpec, TextField};
+use crate::stats::{DatasetStats, StatsAccumulator};
+
+/// The environment variable that overrides the default workspace folder (`~/.saekit`).
+pub const WORKSPACE_ENV: &str = "SAEKIT_HOME";
+
+/// Rows per Parquet file written when importing a dataset.
+const ROWS_PER_SHARD: usize = 100_000;
+
+/// A workspace folder and its catalog.
+pub struct Workspace {
+    root: PathBuf,
+    catalog: Catalog,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Workspace({})", self.root.display())
+    }
+}
+
+impl Workspace {
+    /// Opens (creating if needed) the workspace at `root`, and clears what crashed writers left behind.
+    pub fn open(root: impl AsRef<Path>) -> Result<Workspace> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let root = root.canonicalize().map_err(|e| Error::io(&root, e))?;
+        let catalog = Catalog::open(&root.join("catalog.sqlite"))?;
+        recover(&root, &catalog)?;
+        Ok(Workspace { root, catalog })
+    }
+
+    /// Opens the workspace at `$SAEKIT_HOME`, or `~/.saekit`.
+    pub fn open_default() -> Result<Workspace> {
+        Workspace::open(default_root()?)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The catalog, for lower-level access.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Registers files as a dataset without copying them: reads them once to check them and compute
+    /// statistics and the schema. A dataset of that name left pending or failed by an interrupted
+    /// earlier attempt is taken over; a ready one is an error.
+    pub fn add_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
+        let row = self.begin_dataset(name, source, "local")?;
+        let scanned = (|| -> Result<(SchemaView, DatasetStats)> {
+            let schema = source.schema()?;
+            let stats = DatasetStats::compute(source.documents()?)?;
+            Ok((schema, stats))
+        })();
+        self.finish_dataset(row.id, source, scanned)
+    }
+
+    /// Copies a source into the workspace as Parquet (a `text` column then the metadata columns), so it
+    /// survives the original files moving, and registers it. Statistics come from the same pass.
+    pub fn import_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
+        let row = self.begin_dataset(name, source, "local")?;
+        let written = (|| -> Result<(SchemaView, DatasetStats, ArtifactWriter, Vec<PathBuf>)> {
+            let schema = source.schema()?;
+            let writer = ArtifactWriter::begin(&self.root, "datasets")?;
+            let (stats, files) = write_parquet_shards(source, writer.dir())?;
+            Ok((schema, stats, writer, files))
+        })();
+        match written {
+            Err(e) => self.finish_dataset(row.id, source, Err(e)),
+            Ok((schema, stats, writer, files)) => {
+                let names: Vec<String> =
+                    files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+                let num_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+                let imported = writer.commit(&self.catalog, |tx, dir| {
+                    let paths: Vec<String> = names.iter().map(|n| dir.join(n).to_string_lossy().into_owned()).collect();
+                    let spec = SourceSpec {
+                        paths: paths.clone(),
+                        format: Some(Format::Parquet),
+                        text: TextField::Column("text".into()),
+                        ..source.spec().clone()
+                    };
+                    let mut metadata = dataset_metadata(source, &schema, &stats);
+                    metadata["imported_from"] = json!(source.files());
+                    let update = DatasetUpdate {
+                        status: Some(DatasetStatus::Ready),
+                        spec: Some(serde_json::to_value(&spec).unwrap_or_default()),
+                        paths: Some(paths),
+                        artifact_path: Some(dir.to_path_buf()),
+                        metadata: Some(metadata),
+                        num_rows: Some(stats.documents),
+                        num_bytes: Some(num_bytes),
+                        error: Some(None),
+                    };
+                    self.catalog.update_dataset_in(tx, row.id, &update).map(|_| ())
+                });
+                match imported {
+                    Ok(()) => self.dataset(name),
+                    Err(e) => {
+                        self.mark_failed(row.id, &e);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<DatasetRow> {
+        check_name(name)?;
+        let spec = serde_json::to_value(source.spec()).unwrap_or_default();
+        let paths: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
+        match self.catalog.dataset(name) {
+            Ok(existing) if existing.name == name && existing.status != DatasetStatus::Ready => {
+                let update = DatasetUpdate {
+                    status: Some(DatasetStatus::Pending),
+                    spec: Some(spec),
+                    paths: Some(paths),
+                    ..Default::default()
+                };
+                self.catalog.update_dataset(existing.id, &update)
+            }
+            _ => self.catalog.insert_dataset(&NewDataset {
+                name: name.to_string(),
+                source: kind.to_string(),
+                spec,
+                paths,
+                status: DatasetStatus::Pending,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn finish_dataset(&self, id: i64, source: &Source, scanned: Result<(SchemaView, DatasetStats)>) -> Result<Dataset> {
+        match scanned {
+            Ok((schema, stats)) => {
+                let update = DatasetUpdate {
+                    status: Some(DatasetStatus::Ready),
+                    metadata: Some(dataset_metadata(source, &schema, &stats)),
+                    num_rows: Some(stats.documents),
+                    num_bytes: Some(source.total_bytes()),
+                    error: Some(None),
+                    ..Default::default()
+                };
+                Ok(Dataset { row: self.catalog.update_dataset(id, &update)? })
+            }
+            Err(e) => {
+                self.mark_failed(id, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn mark_failed(&self, id: i64, error: &Error) {
+        let update = DatasetUpdate {
+            status: Some(DatasetStatus::Failed),
+            error: Some(Some(error.to_string())),
+            ..Default::default()
+        };
+        let _ = self.catalog.update_dataset(id, &update);
+    }
+
+    /// A dataset by name (or id).
+    pub fn dataset(&self, name_or_id: &str) -> Result<Dataset> {
+        Ok(Dataset { row: self.catalog.dataset(name_or_id)? })
+    }
+
+    /// Every dataset in the catalog.
+    pub fn datasets(&self) -> Result<DatasetList> {
+        self.find(&DatasetFilter::default())
+    }
+
+    /// The datasets matching a filter (by name, source, status, tag).
+    pub fn find(&self, filter: &DatasetFilter) -> Result<DatasetList> {
+        let rows = self.catalog.list_datasets(filter)?;
+        Ok(DatasetList { datasets: rows.into_iter().map(|row| Dataset { row }).collect() })
+    }
+
+    /// Sets a dataset's tags.
+    pub fn tag(&self, name: &str, tags: &[&str]) -> Result<Dataset> {
+        let row = self.catalog.dataset(name)?;
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        self.catalog.set_tags(row.id, &tags)?;
+        self.dataset(name)
+    }
+
+    /// Deletes a dataset, its tokenizations, and every artifact file they own. Files registered by
+    /// reference (not imported) are left alone.
+    pub fn delete_dataset(&self, name: &str) -> Result<()> {
+        for path in self.catalog.delete_dataset(name)? {
+            remove_artifact(&path)?;
+        }
+        Ok(())
+    }
+
+    /// The tokenizations of a dataset, newest first.
+    pub fn tokenizations(&self, name: &str) -> Result<Vec<TokenizationRow>> {
+        let row = self.catalog.dataset(name)?;
+        self.catalog.tokenizations(row.id)
+    }
+}
+
+fn default_root() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(WORKSPACE_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        Error::InvalidArgument(format!("neither ${WORKSPACE_ENV} nor $HOME is set; open a workspace by path"))
+    })?;
+    Ok(PathBuf::from(home).join(".saekit"))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.chars().all(|c| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "dataset name {name:?}: use letters, digits, `-`, `_`, `.` and `/` (not digits only: those are ids)"
+        )))
+    }
+}
+
+fn dataset_metadata(source: &Source, schema: &SchemaView, stats: &DatasetStats) -> serde_json::Value {
+    json!({
+        "format": source.format().as_str(),
+        "files": source.files().len(),
+        "schema": schema,
+        "stats": stats,
+        "saekit_version": crate::VERSION,
+    })
+}
+
+/// Writes a source's documents as zstd Parquet files of up to [`ROWS_PER_SHARD`] rows in `dir`,
+/// computing statistics in the same pass.
+fn write_parquet_shards(source: &Source, dir: &Path) -> Result<(DatasetStats, Vec<PathBuf>)> {
+    let mut documents = source.documents()?;
+    let schema = documents.schema();
+    let mut stats = StatsAccumulator::new(&schema);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::format(dir, e))?))
+        .build();
+    let mut files = Vec::new();
+    let mut writer: Option<(ArrowWriter<std::fs::File>, usize)> = None;
+    for batch in documents.by_ref() {
+        let batch = batch?;
+        stats.add(&batch)?;
+        if writer.is_none() {
+            let path = dir.join(format!("part-{:05}.parquet", files.len()));
+            let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let w =
+                ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(|e| Error::format(&path, e))?;
+            files.push(path);
+            writer = Some((w, 0));
+        }
+        if let Some((w, rows)) = writer.as_mut() {
+            let path = files.last().cloned().unwrap_or_default();
+            w.write(&batch).map_err(|e| Error::format(&path, e))?;
+            *rows += batch.num_rows();
+            if *rows >= ROWS_PER_SHARD
+                && let Some((w, _)) = writer.take()
+            {
+                w.close().map_err(|e| Error::format(&path, e))?;
+            }
+        }
+    }
+    if let Some((w, _)) = writer.take() {
+        let path = files.last().cloned().unwrap_or_default();
+        w.close().map_err(|e| Error::format(&path, e))?;
+    }
+    Ok((stats.finish(documents.report().skipped), files))
+}
+
+/// A dataset in the catalog.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    row: DatasetRow,
+}
+
+impl Dataset {
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    pub fn id(&self) -> i64 {
+        self.row.id
+    }
+
+    pub fn status(&self) -> DatasetStatus {
+        self.row.status
+    }
+
+    /// The catalog row, with every stored field.
+    pub fn row(&self) -> &DatasetRow {
+        &self.row
+    }
+
+    /// Opens the dataset's data for reading.
+    pub fn source(&self) -> Result<Source> {
+        let spec: SourceSpec = serde_json::from_value(self.row.spec.clone()).map_err(|e| {
+            Error::InvalidArgument(format!("dataset `{}` has an unreadable source spec: {e}", self.row.name))
+        })?;
+        Source::from_spec(spec)
+    }
+
+    /// The statistics computed when the dataset was added.
+    pub fn stats(&self) -> Option<DatasetStats> {
+        serde_json::from_value(self.row.metadata.get("stats")?.clone()).ok()
+    }
+
+    /// The schema seen when the dataset was added, as (column, type) pairs.
+    pub fn columns(&self) -> Vec<(String, String)> {
+        let columns =
+            self.row.metadata.pointer("/schema/columns").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+        columns
+            .iter()
+            .map(|c| {
+                let get = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                (get("name"), get("data_type"))
+            })
+            .collect()
+    }
+}
+
+impl Render for Dataset {
+    fn bundle(&self) -> MimeBundle {
+        let r = &self.row;
+        let mut card = Card::new(format!("Dataset {}", r.name))
+            .badge(r.status.to_string())
+            .fact("id", r.id.to_string())
+            .fact(
+                "source",
+                match &r.repo_id {
+                    Some(repo) => format!("{} ({repo})", r.source),
+                    None => r.source.clone(),
+                },
+            )
+            .fact("files", files_summary(&r.paths))
+            .fact("rows", r.num_rows.map(count).unwrap_or_else(|| "–".into()))
+            .fact("size on disk", r.num_bytes.map(crate::display::bytes).unwrap_or_else(|| "–".into()));
+        if let Some(format) = r.metadata.get("format").and_then(|f| f.as_str()) {
+            card = card.fact("format", format);
+        }
+        let columns = self.columns();
+        if !columns.is_empty() {
+            let shown: Vec<String> = columns.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+            card = card.fact("columns", shown.join(", "));
+        }
+        if !r.tags.is_empty() {
+            card = card.fact("tags", r.tags.join(", "));
+        }
+        if let Some(error) = &r.error {
+            card = card.fact("error", error.clone());
+        }
+        card = card.fact("updated", r.updated_at.clone());
+        if let Some(stats) = self.stats() {
+            card = card.section(&stats.bundle());
+        }
+        card.bundle()
+    }
+}
+
+fn files_summary(paths: &[String]) -> String {
+    match paths {
+        [] => "none".into(),
+        [one] => one.clone(),
+        [first, ..] => format!("{} files ({first}, …)", paths.len()),
+    }
+}
+
+/// A listing of datasets.
+#[derive(Debug, Clone)]
+pub struct DatasetList {
+    pub datasets: Vec<Dataset>,
+}
+
+impl DatasetList {
+    pub fn len(&self) -> usize {
+        self.datasets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.datasets.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.datasets.iter().map(|d| d.name()).collect()
+    }
+}
+
+impl Render for DatasetList {
+    fn bundle(&self) -> MimeBundle {
+        let mut table = Table::new(
+            format!("{} datasets", self.datasets.len()),
+            &["id", "name", "status", "source", "rows", "size", "tags", "updated"],
+        );
+        for d in &self.datasets {
+            let r = &d.row;
+            table.row(vec![
+                r.id.to_string(),
+                r.name.clone(),
+                r.status.to_string(),
+                r.source.clone(),
+                r.num_rows.map(count).unwrap_or_default(),
+                r.num_bytes.map(crate::display::bytes).unwrap_or_default(),
+                r.tags.join(", "),
+                r.updated_at.clone(),
+            ]);
+        }
+        table.bundle()
+    }
+}

@@ -1,0 +1,172 @@
+//! Rendering values for people: every value becomes a [`MimeBundle`] that always carries `text/plain`,
+//! usually `text/html`, and `image/svg+xml` for charts, so a notebook, a terminal, an exported HTML
+//! report and GitHub's viewer all show something useful without JavaScript. This module knows how to
+//! draw tables, cards and charts; the stages decide what to draw.
+
+mod chart;
+mod table;
+
+pub use chart::Histogram;
+pub use table::{Card, Table};
+
+/// Representations of one value, keyed by MIME type, `text/plain` first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MimeBundle {
+    entries: Vec<(String, String)>,
+}
+
+impl MimeBundle {
+    /// A bundle with its plain-text form.
+    pub fn new(plain: impl Into<String>) -> Self {
+        MimeBundle { entries: vec![("text/plain".into(), plain.into())] }
+    }
+
+    /// Adds (or replaces) a representation.
+    pub fn with(mut self, mime: &str, content: impl Into<String>) -> Self {
+        let content = content.into();
+        match self.entries.iter_mut().find(|(m, _)| m == mime) {
+            Some(entry) => entry.1 = content,
+            None => self.entries.push((mime.into(), content)),
+        }
+        self
+    }
+
+    pub fn get(&self, mime: &str) -> Option<&str> {
+        self.entries.iter().find(|(m, _)| m == mime).map(|(_, c)| c.as_str())
+    }
+
+    pub fn plain(&self) -> &str {
+        self.get("text/plain").unwrap_or_default()
+    }
+
+    /// The richest HTML form: the HTML if any, else an inline SVG, else the plain text in a `<pre>`.
+    pub fn html_or_fallback(&self) -> String {
+        if let Some(html) = self.get("text/html") {
+            html.to_string()
+        } else if let Some(svg) = self.get("image/svg+xml") {
+            svg.to_string()
+        } else {
+            format!("<pre>{}</pre>", escape(self.plain()))
+        }
+    }
+
+    pub fn entries(&self) -> &[(String, String)] {
+        &self.entries
+    }
+
+    /// The bundle in evcxr's display protocol: one `EVCXR_BEGIN_CONTENT` block per MIME type.
+    pub fn to_evcxr(&self) -> String {
+        let mut out = String::new();
+        for (mime, content) in &self.entries {
+            out.push_str(&format!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT\n"));
+        }
+        out
+    }
+}
+
+/// Anything that renders for people.
+pub trait Render {
+    fn bundle(&self) -> MimeBundle;
+
+    /// Prints the bundle for evcxr, which displays it as the cell's output.
+    fn evcxr_display(&self) {
+        print!("{}", self.bundle().to_evcxr());
+    }
+}
+
+impl Render for MimeBundle {
+    fn bundle(&self) -> MimeBundle {
+        self.clone()
+    }
+}
+
+/// Escapes text for HTML element content and attribute values. Control characters other than tab and
+/// newline are shown as `\u{..}` escapes so they cannot confuse a reader or a terminal.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Shortens text to at most `max` characters, marking the cut with `…`.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// Bytes in human units: 1536 → "1.5 KiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// The stylesheet every saekit HTML fragment relies on; JupyterLab's theme variables first, so it looks
+/// at home in light and dark themes, with plain fallbacks for exported HTML.
+pub const STYLE: &str = r#"<style>
+.saekit { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: var(--jp-ui-font-size1, 13px);
+  color: var(--jp-ui-font-color1, #1f2328); }
+.saekit table { border-collapse: collapse; margin: 4px 0; }
+.saekit th, .saekit td { border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 3px 8px; text-align: left;
+  vertical-align: top; }
+.saekit th { color: var(--jp-ui-font-color2, #57606a); font-weight: 600; }
+.saekit td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.saekit .title { font-weight: 600; font-size: 1.1em; margin: 2px 0 4px; }
+.saekit .muted { color: var(--jp-ui-font-color2, #57606a); }
+.saekit .badge { border-radius: 8px; padding: 0 6px; background: var(--jp-layout-color2, #eaeef2); }
+.saekit .text { white-space: pre-wrap; max-width: 60em; }
+.saekit svg text { fill: var(--jp-ui-font-color1, #1f2328); }
+</style>"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup_and_controls() {
+        assert_eq!(escape("<script>alert('x')</script>"), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
+        assert_eq!(escape("a\"b&c</table>"), "a&quot;b&amp;c&lt;/table&gt;");
+        assert_eq!(escape("bell\u{7}tab\tnl\n"), "bell\\u{7}tab\tnl\n");
+    }
+
+    #[test]
+    fn truncate_counts_characters() {
+        assert_eq!(truncate("héllo", 3), "hél…");
+        assert_eq!(truncate("hi", 3), "hi");
+    }
+
+    #[test]
+    fn bytes_in_human_units() {
+        assert_eq!(bytes(10), "10 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn bundle_has_plain_text_first_and_evcxr_blocks() {
+        let b = MimeBundle::new("plain").with("text/html", "<b>x</b>");
+        assert_eq!(b.entries()[0].0, "text/plain");
+        assert_eq!(
+            b.to_evcxr(),
+            "EVCXR_BEGIN_CONTENT text/plain\nplain\nEVCXR_END_CONTENT\nEVCXR_BEGIN_CONTENT text/html\n<b>x</b>\nEVCXR_END_CONTENT\n"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what saekit needs on a fresh machine with a Rust toolchain and Python 3: builds the workspace
+# and creates .venv with Jupyter and the test libraries. Safe to run again: it only redoes what changed.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$SAEKIT_ROOT"
+
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust with rustup first" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
+
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+have=$(cat .venv/.requirements.sha256 2>/dev/null || true)
+if [ "$want" != "$have" ] || [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv (Jupyter, nbclient, pyarrow, pytest)"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+
+echo "== building saekit"
+cargo build --workspace --bins

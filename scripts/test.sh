@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust unit and integration tests, a compile check of the optional polars feature,
+# and the end-to-end Python tests (tests/) that check saekit's outputs with the Python ecosystem.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$SAEKIT_ROOT"
+bash scripts/setup.sh
+
+echo "== cargo test"
+cargo test --workspace --no-fail-fast
+
+echo "== pytest tests/"
+.venv/bin/python -m pytest tests -q

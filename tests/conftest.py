@@ -1,0 +1,30 @@
+"""Shared fixtures: the saekit command, built by cargo in the project's target dir."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def saekit():
+    """Runs the `saekit` command and returns the CompletedProcess (never raises on failure)."""
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "saekit"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    binary = target / "debug" / "saekit"
+    assert binary.exists(), binary
+
+    def run(*args, env=None):
+        return subprocess.run(
+            [str(binary), *map(str, args)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=600,
+        )
+
+    return run
