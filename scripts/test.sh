@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust unit and integration tests, a compile check of the optional polars feature,
+# Runs every test: the Rust unit and integration tests, the optional polars interop (built and tested),
 # and the end-to-end Python tests (tests/) that check saekit's outputs with the Python ecosystem.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -8,6 +8,9 @@ bash scripts/setup.sh
 
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
+
+echo "== cargo test --features polars (the optional DataFrame interop still builds and converts)"
+cargo test -p saekit --features polars --lib interop
 
 echo "== pytest tests/"
 .venv/bin/python -m pytest tests -q

@@ -35,7 +35,8 @@ def test_quickstart_builds_catalog_and_report(saekit, tmp_path):
     assert tags == {"embedded", "public-domain"}
 
     # The imported Parquet is readable by pyarrow: a text column first, metadata after.
-    paths = [Path(p) for (p,) in db.execute("select artifact_path from datasets where name = 'kjv'")]
+    # Artifact paths are stored relative to the workspace, so a workspace can be moved.
+    paths = [ws / p for (p,) in db.execute("select artifact_path from datasets where name = 'kjv'")]
     files = sorted(paths[0].glob("*.parquet"))
     table = pq.read_table(files[0])
     assert table.column_names[0] == "text"

@@ -79,6 +79,10 @@ pub enum Error {
     #[error("a {kind} named `{name}` already exists in the catalog at {}", catalog.display())]
     AlreadyExists { kind: &'static str, name: String, catalog: PathBuf },
 
+    /// An entry another process (or notebook kernel) is writing right now.
+    #[error("{what} is being written by another process (or notebook kernel); wait for it to finish")]
+    Busy { what: String },
+
     /// The catalog database itself.
     #[error("catalog {}: {source}", path.display())]
     Catalog { path: PathBuf, source: rusqlite::Error },
@@ -87,6 +91,10 @@ pub enum Error {
     #[error("catalog {} has schema version {found}, newer than this saekit understands ({supported}); upgrade saekit",
         path.display())]
     CatalogTooNew { path: PathBuf, found: i64, supported: i64 },
+
+    /// A background job whose work panicked.
+    #[error("job `{job}` panicked: {message}")]
+    JobPanicked { job: String, message: String },
 
     /// Work stopped because it was cancelled.
     #[error("cancelled")]

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod data;
 pub mod display;
 pub mod error;
+pub mod jobs;
 pub mod report;
 pub mod sources;
 pub mod stats;

@@ -456,6 +456,16 @@ fn text_column_takes_the_text_from_another_column() {
 }
 
 #[test]
+fn a_source_column_named_text_is_kept_as_original_text() {
+    let dir = tmp();
+    let path = write(dir.path(), "data.jsonl", lines(&[r#"{"text": "raw", "body": "clean"}"#]));
+    let documents = docs(&Source::open(&path).unwrap().text_column("body"));
+    assert_eq!(names(&documents), ["text", "original_text"]);
+    assert_eq!(texts(&documents, "text"), ["clean"]);
+    assert_eq!(texts(&documents, "original_text"), ["raw"]);
+}
+
+#[test]
 fn template_joins_instruction_and_output_with_brace_escapes() {
     let dir = tmp();
     let path = write(

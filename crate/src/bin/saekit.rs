@@ -179,6 +179,7 @@ fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
         );
         report.section(format!("Schema of {name}"), &source.schema()?);
         report.section(format!("Dataset {name}"), &ws.dataset(dataset.name())?);
+        report.section(format!("First chapters of {name}"), &dataset.source()?.sample(3)?);
     }
     report.section("Catalog", &ws.datasets()?);
     report.provenance("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64()));

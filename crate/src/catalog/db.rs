@@ -629,8 +629,10 @@ impl Catalog {
 
     fn dataset_from_row(&self, r: &Row) -> rusqlite::Result<DatasetRow> {
         let paths_text: String = r.get(5)?;
-        let paths = serde_json::from_str(&paths_text)
+        let paths: Vec<String> = serde_json::from_str(&paths_text)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
+        // Data files inside the workspace are stored relative to it, like artifact paths.
+        let paths = paths.iter().map(|p| self.resolve_path(p).to_string_lossy().into_owned()).collect();
         Ok(DatasetRow {
             id: r.get(0)?,
             name: r.get(1)?,
@@ -815,7 +817,8 @@ impl Catalog {
         canonical.strip_prefix(&self.canonical_root).ok().map(Path::to_path_buf)
     }
 
-    /// The text stored for an artifact path: relative to the workspace root when under it.
+    /// The text stored for an artifact path: relative to the workspace root when under it. (Dataset `paths`
+    /// are written as given; relative ones are read back relative to the root.)
     fn store_path(&self, path: &Path) -> Result<String> {
         let stored = self.relative_to_root(path).unwrap_or_else(|| path.to_path_buf());
         match stored.to_str() {
@@ -1095,7 +1098,9 @@ mod tests {
         assert_eq!(updated.status, DatasetStatus::Failed);
         assert_eq!(updated.error.as_deref(), Some("network down"));
         assert_eq!(updated.num_bytes, Some(42));
-        assert_eq!(updated.paths, ["a", "b"]);
+        // Relative data paths are read back relative to the workspace root.
+        let root = catalog.root().to_path_buf();
+        assert_eq!(updated.paths, [root.join("a").to_string_lossy(), root.join("b").to_string_lossy()]);
         assert_eq!(updated.artifact_path.as_deref(), Some(artifact.as_path()));
         assert!(updated.updated_at >= row.updated_at);
         // Stored relative to the workspace root.

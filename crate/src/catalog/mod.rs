@@ -24,7 +24,7 @@ use crate::stats::{DatasetStats, StatsAccumulator};
 /// The environment variable that overrides the default workspace folder (`~/.saekit`).
 pub const WORKSPACE_ENV: &str = "SAEKIT_HOME";
 
-/// Rows per Parquet file written when importing a dataset.
+/// Rows after which an imported dataset's Parquet file is closed (it ends with the batch that crosses it).
 const ROWS_PER_SHARD: usize = 100_000;
 
 /// A workspace folder and its catalog.
@@ -68,7 +68,7 @@ impl Workspace {
     /// statistics and the schema. A dataset of that name left pending or failed by an interrupted
     /// earlier attempt is taken over; a ready one is an error.
     pub fn add_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        let row = self.begin_dataset(name, source, "local")?;
+        let (row, _claim) = self.begin_dataset(name, source, "local")?;
         let scanned = (|| -> Result<(SchemaView, DatasetStats)> {
             let schema = source.schema()?;
             let stats = DatasetStats::compute(source.documents()?)?;
@@ -80,7 +80,7 @@ impl Workspace {
     /// Copies a source into the workspace as Parquet (a `text` column then the metadata columns), so it
     /// survives the original files moving, and registers it. Statistics come from the same pass.
     pub fn import_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        let row = self.begin_dataset(name, source, "local")?;
+        let (row, _claim) = self.begin_dataset(name, source, "local")?;
         let written = (|| -> Result<(SchemaView, DatasetStats, ArtifactWriter, Vec<PathBuf>)> {
             let schema = source.schema()?;
             let writer = ArtifactWriter::begin(&self.root, "datasets")?;
@@ -94,7 +94,10 @@ impl Workspace {
                     files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
                 let num_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
                 let imported = writer.commit(&self.catalog, |tx, dir| {
-                    let paths: Vec<String> = names.iter().map(|n| dir.join(n).to_string_lossy().into_owned()).collect();
+                    // Relative to the workspace root, so the workspace can move; see Dataset::source.
+                    let relative = dir.strip_prefix(&self.root).unwrap_or(dir);
+                    let paths: Vec<String> =
+                        names.iter().map(|n| relative.join(n).to_string_lossy().into_owned()).collect();
                     let spec = SourceSpec {
                         paths: paths.clone(),
                         format: Some(Format::Parquet),
@@ -126,19 +129,23 @@ impl Workspace {
         }
     }
 
-    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<DatasetRow> {
+    /// Claims `name` for this process (a lock held until the returned guard drops), then inserts a
+    /// pending row, or takes over a pending or failed one left by an attempt that is no longer running.
+    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<(DatasetRow, NameLock)> {
         check_name(name)?;
+        let lock = NameLock::acquire(&self.root, "dataset", name)?;
         let spec = serde_json::to_value(source.spec()).unwrap_or_default();
         let paths: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
-        match self.catalog.dataset(name) {
+        let row = match self.catalog.dataset(name) {
             Ok(existing) if existing.name == name && existing.status != DatasetStatus::Ready => {
                 let update = DatasetUpdate {
                     status: Some(DatasetStatus::Pending),
                     spec: Some(spec),
                     paths: Some(paths),
+                    error: Some(None),
                     ..Default::default()
                 };
-                self.catalog.update_dataset(existing.id, &update)
+                self.catalog.update_dataset(existing.id, &update)?
             }
             _ => self.catalog.insert_dataset(&NewDataset {
                 name: name.to_string(),
@@ -147,8 +154,9 @@ impl Workspace {
                 paths,
                 status: DatasetStatus::Pending,
                 ..Default::default()
-            }),
-        }
+            })?,
+        };
+        Ok((row, lock))
     }
 
     fn finish_dataset(&self, id: i64, source: &Source, scanned: Result<(SchemaView, DatasetStats)>) -> Result<Dataset> {
@@ -207,8 +215,12 @@ impl Workspace {
     /// Deletes a dataset, its tokenizations, and every artifact file they own. Files registered by
     /// reference (not imported) are left alone.
     pub fn delete_dataset(&self, name: &str) -> Result<()> {
+        let owned = self.root.join(ARTIFACTS_DIR);
         for path in self.catalog.delete_dataset(name)? {
-            remove_artifact(&path)?;
+            // Only what saekit wrote is saekit's to delete.
+            if path.starts_with(&owned) {
+                remove_artifact(&path)?;
+            }
         }
         Ok(())
     }
@@ -254,7 +266,7 @@ fn dataset_metadata(source: &Source, schema: &SchemaView, stats: &DatasetStats) 
     })
 }
 
-/// Writes a source's documents as zstd Parquet files of up to [`ROWS_PER_SHARD`] rows in `dir`,
+/// Writes a source's documents as zstd Parquet files of about [`ROWS_PER_SHARD`] rows in `dir`,
 /// computing statistics in the same pass.
 fn write_parquet_shards(source: &Source, dir: &Path) -> Result<(DatasetStats, Vec<PathBuf>)> {
     let mut documents = source.documents()?;
@@ -320,9 +332,14 @@ impl Dataset {
 
     /// Opens the dataset's data for reading.
     pub fn source(&self) -> Result<Source> {
-        let spec: SourceSpec = serde_json::from_value(self.row.spec.clone()).map_err(|e| {
+        let mut spec: SourceSpec = serde_json::from_value(self.row.spec.clone()).map_err(|e| {
             Error::InvalidArgument(format!("dataset `{}` has an unreadable source spec: {e}", self.row.name))
         })?;
+        // Imported data lives in the workspace (its stored paths are relative to the workspace root):
+        // read it from wherever the workspace is now.
+        if let Some(dir) = &self.row.artifact_path {
+            spec.paths = vec![dir.to_string_lossy().into_owned()];
+        }
         Source::from_spec(spec)
     }
 
@@ -362,7 +379,9 @@ impl Render for Dataset {
             .fact("rows", r.num_rows.map(count).unwrap_or_else(|| "–".into()))
             .fact("size on disk", r.num_bytes.map(crate::display::bytes).unwrap_or_else(|| "–".into()));
         if let Some(format) = r.metadata.get("format").and_then(|f| f.as_str()) {
-            card = card.fact("format", format);
+            let stored =
+                if r.artifact_path.is_some() { format!("parquet (imported from {format})") } else { format.into() };
+            card = card.fact("format", stored);
         }
         let columns = self.columns();
         if !columns.is_empty() {
@@ -431,5 +450,48 @@ impl Render for DatasetList {
             ]);
         }
         table.bundle()
+    }
+}
+
+/// An exclusive claim on a catalog name, held by one process while it writes the entry: a locked file
+/// under `locks/`, released when dropped or when the process dies.
+struct NameLock {
+    file: std::fs::File,
+}
+
+impl NameLock {
+    fn acquire(root: &Path, kind: &str, name: &str) -> Result<NameLock> {
+        let dir = root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Names may hold `/`: keep the readable characters and add a hash against collisions.
+        let readable: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let path = dir.join(format!("{kind}-{}-{hash:016x}.lock", readable.chars().take(80).collect::<String>()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // A child process forked by another thread can briefly share our lock's open file (until it
+        // execs), so a lock just released may look held for a moment: retry a little before saying busy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(NameLock { file }),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy { what: format!("{kind} `{name}`") }),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        // Unlock explicitly: closing our descriptor would not release a lock that a forked child still shares.
+        let _ = self.file.unlock();
     }
 }

@@ -10,6 +10,10 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::{Batches, RawBatch, ReadReport, TextField};
 use crate::error::{Error, Result};
 
+/// The name a source's own `text` column takes among the metadata when the documents' text comes from
+/// another column or a template.
+pub const RENAMED_TEXT: &str = "original_text";
+
 /// A piece of a template.
 #[derive(Debug, Clone)]
 enum Part {
@@ -115,10 +119,13 @@ impl Documents {
                 (Mapping::Template(parts), vec![], "template".to_string())
             }
         };
-        let metadata: Vec<usize> =
-            (0..raw.fields().len()).filter(|i| !used.contains(i) && raw.field(*i).name() != "text").collect();
+        let metadata: Vec<usize> = (0..raw.fields().len()).filter(|i| !used.contains(i)).collect();
         let mut fields = vec![Field::new("text", DataType::Utf8, false)];
-        fields.extend(metadata.iter().map(|&i| raw.field(i).clone()));
+        // A source column that is itself called `text` (when the text comes from elsewhere) is kept, renamed.
+        fields.extend(metadata.iter().map(|&i| {
+            let field = raw.field(i).clone();
+            if field.name() == "text" { field.with_name(RENAMED_TEXT) } else { field }
+        }));
         Ok(Documents { batches, mapping, metadata, schema: Arc::new(Schema::new(fields)), text_name })
     }
 

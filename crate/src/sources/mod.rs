@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use documents::Documents;
 pub use open::Compression;
+pub use render::Sample;
 pub use schema::{ColumnView, SchemaView};
 
 use crate::error::{Error, Result, count};
@@ -404,6 +405,11 @@ impl Source {
     /// columns.
     pub fn documents(&self) -> Result<Documents> {
         Documents::new(self.batches()?, &self.spec.text)
+    }
+
+    /// The first `n` documents, for looking at.
+    pub fn sample(&self, n: usize) -> Result<Sample> {
+        Ok(Sample { batch: self.head(n)? })
     }
 
     /// The first `n` documents, as one batch.

@@ -46,3 +46,39 @@ mod tests {
         assert!(html.contains("&lt;id&gt;") && html.contains("<td class=\"num\">1,200</td>"));
     }
 }
+
+/// The first documents of a source, shown like a dataframe's head: shape, column types, long text cut
+/// short (the full text stays in [`Sample::batch`]).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub batch: arrow::array::RecordBatch,
+}
+
+/// Characters of a cell shown before it is cut.
+const CELL_CHARS: usize = 160;
+
+impl Render for Sample {
+    fn bundle(&self) -> MimeBundle {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        let schema = self.batch.schema();
+        let headers: Vec<String> =
+            schema.fields().iter().map(|f| format!("{} ({})", f.name(), f.data_type())).collect();
+        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let caption = format!("first {} documents × {} columns", count(self.batch.num_rows() as u64), headers.len());
+        let mut table = Table::new(caption, &header_refs);
+        let options = FormatOptions::default().with_null("null");
+        let formatters: Vec<_> =
+            self.batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+        for row in 0..self.batch.num_rows() {
+            let cells = formatters
+                .iter()
+                .map(|f| {
+                    let value = f.as_ref().map(|f| f.value(row).to_string()).unwrap_or_else(|| "?".into());
+                    crate::display::truncate(&value, CELL_CHARS)
+                })
+                .collect();
+            table.row(cells);
+        }
+        table.bundle()
+    }
+}

@@ -1,0 +1,91 @@
+//! How jobs look: a one-line text bar (terminals, `watch()`, exported notebooks) and an HTML card with a
+//! static bar, so a finished job in an exported notebook shows its numbers, not a widget placeholder.
+
+use std::time::Duration;
+
+use super::{Job, JobStatus, Progress};
+use crate::display::{MimeBundle, Render, STYLE, escape};
+use crate::error::count;
+
+fn amount(n: u64, unit: &str) -> String {
+    if unit == "bytes" { crate::display::bytes(n) } else { format!("{} {unit}", count(n)) }
+}
+
+fn rate(p: &Progress) -> String {
+    if p.unit == "bytes" {
+        format!("{}/s", crate::display::bytes(p.rate() as u64))
+    } else {
+        format!("{} {}/s", count(p.rate() as u64), p.unit)
+    }
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// `name [phase] ████████░░░░ 67% 2.0 MiB / 3.0 MiB · 1.0 MiB/s · 0:02 left`
+pub fn progress_line(p: &Progress) -> String {
+    let mut line = format!("{} [{}]", p.name, if p.phase.is_empty() { p.status.as_str() } else { &p.phase });
+    match p.fraction() {
+        Some(f) => {
+            let filled = (f * 20.0).round() as usize;
+            line.push_str(&format!(
+                " {}{} {:>3.0}% {} / {}",
+                "█".repeat(filled),
+                "░".repeat(20 - filled),
+                f * 100.0,
+                amount(p.done, &p.unit),
+                amount(p.total.unwrap_or(0), &p.unit)
+            ));
+        }
+        None if !p.unit.is_empty() => line.push_str(&format!(" {}", amount(p.done, &p.unit))),
+        None => {}
+    }
+    if !p.unit.is_empty() {
+        line.push_str(&format!(" · {}", rate(p)));
+    }
+    match p.status {
+        JobStatus::Running | JobStatus::Queued => {
+            if let Some(eta) = p.eta() {
+                line.push_str(&format!(" · {} left", clock(eta)));
+            }
+        }
+        JobStatus::Done => line.push_str(&format!(" · done in {}", clock(p.elapsed))),
+        JobStatus::Cancelled => line.push_str(&format!(" · cancelled after {}", clock(p.elapsed))),
+        JobStatus::Failed => {
+            line.push_str(&format!(" · failed after {}: {}", clock(p.elapsed), p.error.as_deref().unwrap_or("")))
+        }
+    }
+    line
+}
+
+/// The HTML card of a progress snapshot.
+pub fn progress_html(p: &Progress) -> String {
+    let percent = p.fraction().map(|f| f * 100.0).unwrap_or(if p.status == JobStatus::Done { 100.0 } else { 0.0 });
+    let color = match p.status {
+        JobStatus::Failed => "var(--jp-error-color1, #d1242f)",
+        JobStatus::Cancelled => "var(--jp-warn-color1, #bf8700)",
+        _ => "var(--jp-brand-color1, #4c78a8)",
+    };
+    format!(
+        "{STYLE}<div class=\"saekit\"><div class=\"title\">{} <span class=\"badge\">{}</span></div>\
+         <div style=\"width: 28em; height: 10px; border-radius: 5px; background: var(--jp-layout-color3, #d0d7de);\">\
+         <div style=\"width: {percent:.1}%; height: 100%; border-radius: 5px; background: {color};\"></div></div>\
+         <div class=\"muted\">{}</div></div>",
+        escape(&p.name),
+        p.status.as_str(),
+        escape(&progress_line(p))
+    )
+}
+
+impl<T> Render for Job<T> {
+    fn bundle(&self) -> MimeBundle {
+        let p = self.progress();
+        MimeBundle::new(progress_line(&p)).with("text/html", progress_html(&p))
+    }
+}
