@@ -17,5 +17,15 @@ if [ "$want" != "$have" ] || [ ! -x .venv/bin/python ]; then
   echo "$want" > .venv/.requirements.sha256
 fi
 
+# Headless Chromium, for the tests that look at saekit's HTML as a person would (Debian's package).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: chromium is not installed and this is not root; the screenshot tests will be skipped"
+  fi
+fi
+
 echo "== building saekit"
 cargo build --workspace --bins

@@ -29,9 +29,7 @@ pub fn write_corpus(dir: &Path) -> Result<Vec<PathBuf>> {
             if std::fs::metadata(&path).map(|m| m.len() == bytes.len() as u64).unwrap_or(false) {
                 return Ok(path);
             }
-            let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-            std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            crate::files::write_atomically(&path, bytes)?;
             Ok(path)
         })
         .collect()

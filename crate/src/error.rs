@@ -96,6 +96,11 @@ pub enum Error {
     #[error("job `{job}` panicked: {message}")]
     JobPanicked { job: String, message: String },
 
+    /// Tokens made with one tokenizer, used with another.
+    #[error("the tokens in {} were made with tokenizer {made_with}, not {given}; tokenize again or use that tokenizer",
+        store.display())]
+    TokenizerMismatch { store: PathBuf, made_with: String, given: String },
+
     /// Work stopped because it was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod data;
 pub mod display;
 pub mod error;
+pub mod files;
 pub mod jobs;
 pub mod report;
 pub mod sources;
@@ -25,3 +26,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(feature = "polars")]
 pub mod interop;
+
+/// What a notebook or script usually needs: `use saekit::prelude::*;`. Bringing [`display::Render`]
+/// into scope is what lets evcxr show saekit values richly.
+pub mod prelude {
+    pub use crate::catalog::{Dataset, DatasetFilter, DatasetList, DatasetStatus, Workspace};
+    pub use crate::display::{Histogram, LineChart, MimeBundle, Render};
+    pub use crate::error::{Error, Result};
+    pub use crate::jobs::{Job, JobContext, JobStatus};
+    pub use crate::report::Report;
+    pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
+    pub use crate::stats::DatasetStats;
+    pub use crate::tokenize::Tokenizer;
+}

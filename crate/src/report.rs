@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::display::{MimeBundle, Render, STYLE, escape};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A report being assembled.
 #[derive(Debug, Clone, Default)]
@@ -74,19 +74,8 @@ impl Report {
 
     /// Writes the HTML to `path`, under a temporary name first so a reader never sees half a report.
     pub fn write_html(&self, path: &Path) -> Result<()> {
-        write_atomically(path, self.to_html().as_bytes())
+        crate::files::write_atomically(path, self.to_html().as_bytes())
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -114,14 +103,5 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert_eq!(html.matches("<style>").count(), 2, "one shared stylesheet plus the page's own");
         assert!(r.to_text().contains("## Samples"));
-    }
-
-    #[test]
-    fn atomic_write_leaves_only_the_final_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.html");
-        write_atomically(&path, b"x").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"x");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

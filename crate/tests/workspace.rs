@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use saekit::catalog::{ArtifactWriter, DatasetFilter, DatasetStatus, NewDataset, NewTokenization, Workspace};
 use saekit::display::Render;
+use saekit::jobs::JobStatus;
 use saekit::{Error, Source};
 use serde_json::json;
 
@@ -836,4 +837,47 @@ fn a_running_import_is_not_taken_over() {
     assert!(child.0.wait().unwrap().success());
     let now = ws.dataset("x").unwrap();
     assert_eq!((now.status(), now.row().num_rows), (DatasetStatus::Ready, Some(300_000)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Adding and importing as background jobs.
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn an_add_job_reports_bytes_and_returns_the_dataset() {
+    let dir = tmp();
+    let ws = Workspace::open(dir.path().join("ws")).unwrap();
+    let file = write_jsonl(&dir.path().join("f.jsonl"), 0, 5_000);
+    let job = ws.add_dataset_job("f", &Source::open(&file).unwrap());
+    let dataset = job.wait().unwrap();
+    assert_eq!(job.status(), JobStatus::Done);
+    assert_eq!(dataset.row().num_rows, Some(5_000));
+    let progress = job.progress();
+    assert_eq!(
+        (progress.unit.as_str(), progress.done, progress.total),
+        ("bytes", file_len(&file), Some(file_len(&file)))
+    );
+    assert!(job.bundle().plain().starts_with("add f [reading] ████████████████████ 100%"), "{}", job.bundle().plain());
+}
+
+#[test]
+fn a_cancelled_import_job_stops_within_500ms_and_leaves_nothing_behind() {
+    let dir = tmp();
+    let ws = Workspace::open(dir.path().join("ws")).unwrap();
+    let big = write_jsonl(&dir.path().join("big.jsonl"), 0, 400_000);
+    let job = ws.import_dataset_job("big", &Source::open(&big).unwrap());
+    while job.progress().done == 0 {
+        assert!(!job.status().is_finished(), "the import ended before it could be cancelled");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let asked = Instant::now();
+    job.cancel();
+    assert_eq!(job.wait_timeout(std::time::Duration::from_millis(500)), JobStatus::Cancelled);
+    assert!(asked.elapsed() < std::time::Duration::from_millis(500));
+    assert!(matches!(job.wait(), Err(Error::Cancelled)));
+    assert!(matches!(ws.dataset("big"), Err(Error::NotFound { .. })), "no row is left");
+    assert!(artifact_dirs(ws.root()).is_empty(), "no artifact is left");
+    assert!(entries(&ws.root().join("tmp")).is_empty(), "no partial is left");
+    // The name is free again.
+    assert_eq!(ws.import_dataset("big", &Source::open(&big).unwrap()).unwrap().row().num_rows, Some(400_000));
 }

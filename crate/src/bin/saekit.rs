@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use saekit::catalog::{DatasetFilter, DatasetStatus, Workspace};
 use saekit::display::Render;
+use saekit::jobs::TerminalBar;
 use saekit::report::Report;
 use saekit::stats::DatasetStats;
+use saekit::tokenize::engine::tokenize_source;
+use saekit::tokenize::{TokenizeParams, Tokenizer};
 use saekit::{Error, Result, Source};
 
 const USAGE: &str = "\
@@ -26,6 +30,13 @@ commands:
   show NAME                       a dataset's card
   tag NAME TAG...                 set a dataset's tags
   delete NAME                     delete a dataset, its tokenizations and the files saekit made for it
+  tokenize DATASET [OPTIONS]      tokenize a dataset into a token store registered in the catalog
+  tokenize --out DIR PATH... [OPTIONS] [--json]
+                                  tokenize files into a token store in DIR (no workspace)
+      --tokenizer gpt2|FILE       the embedded GPT-2 tokenizer (default) or a tokenizer.json
+      --max-length N --stride N   windows over long documents (defaults 1024 and 512)
+      --pack N                    pack documents into N-token sequences (EOS between, BOS first)
+      --add-bos --add-eos --min-length N --threads N
   schema PATH...                  the schema of files, with null counts on a sample
   stats PATH... [OPTIONS]         statistics of files' documents
 
@@ -109,8 +120,13 @@ fn run(mut args: Vec<String>) -> Result<()> {
             let name = args.remove(0);
             let source = source_from(&mut args)?;
             let ws = open_workspace()?;
-            let dataset =
-                if command == "add" { ws.add_dataset(&name, &source)? } else { ws.import_dataset(&name, &source)? };
+            let job = if command == "add" {
+                ws.add_dataset_job(&name, &source)
+            } else {
+                ws.import_dataset_job(&name, &source)
+            };
+            job.subscribe(Arc::new(TerminalBar::new()));
+            let dataset = job.wait()?;
             println!("{}", dataset.bundle().plain());
             Ok(())
         }
@@ -143,6 +159,7 @@ fn run(mut args: Vec<String>) -> Result<()> {
             }
             Ok(())
         }
+        "tokenize" => tokenize_command(args, open_workspace),
         "schema" => {
             let source = source_from(&mut args)?;
             println!("{}", source.schema()?.bundle().plain());
@@ -167,10 +184,15 @@ fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
         let name = file.file_name().unwrap_or_default().to_string_lossy();
         let name = name.split('.').next().unwrap_or("corpus").to_string();
         let source = Source::open(file)?;
-        eprintln!("importing {name} from {}", file.display());
         let dataset = match ws.dataset(&name) {
             Ok(existing) if existing.status() == DatasetStatus::Ready => existing,
-            _ => ws.import_dataset(&name, &source)?,
+            _ => {
+                let job = ws.import_dataset_job(&name, &source);
+                job.subscribe(Arc::new(TerminalBar::new()));
+                let dataset = job.wait()?;
+                report.section(format!("Import of {name}"), &job);
+                dataset
+            }
         };
         ws.tag(&name, &["embedded", "public-domain"])?;
         report.provenance(
@@ -179,12 +201,102 @@ fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
         );
         report.section(format!("Schema of {name}"), &source.schema()?);
         report.section(format!("Dataset {name}"), &ws.dataset(dataset.name())?);
-        report.section(format!("First chapters of {name}"), &dataset.source()?.sample(3)?);
+        report.section(format!("First chapters of {name}"), &dataset.page(0, 3)?);
     }
+    // Tokenize the Austen novels with GPT-2 into 256-token packed sequences, as SAE training wants them.
+    let tokenizer = Tokenizer::gpt2()?;
+    let params = TokenizeParams::packed(256);
+    report.provenance("tokenizer", format!("{} (sha256 {})", tokenizer.name(), tokenizer.hash()));
+    report.provenance("tokenization parameters", serde_json::to_string(&params).unwrap_or_default());
+    let tokenization = match ws.latest_tokenization("austen") {
+        Ok(existing) if existing.row().tokenizer_hash == tokenizer.hash() => existing,
+        _ => {
+            let job = ws.tokenize_job("austen", &tokenizer, &params);
+            job.subscribe(Arc::new(TerminalBar::new()));
+            let tokenization = job.wait()?;
+            report.section("Tokenization job", &job);
+            tokenization
+        }
+    };
+    report.section("Tokenization of austen", &tokenization);
+    report.section("First packed sequences", &tokenization.page(&tokenizer, 0, 2)?);
     report.section("Catalog", &ws.datasets()?);
     report.provenance("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64()));
     report.write_html(out)?;
     println!("{}", report.to_text());
     println!("report written to {}", out.display());
     Ok(())
+}
+
+fn tokenize_command(mut args: Vec<String>, open_workspace: impl Fn() -> Result<Workspace>) -> Result<()> {
+    let tokenizer = match take_value(&mut args, "--tokenizer")?.as_deref() {
+        None | Some("gpt2") => Tokenizer::gpt2()?,
+        Some(path) => Tokenizer::from_file(path)?,
+    };
+    let number = |args: &mut Vec<String>, flag: &str| -> Result<Option<usize>> {
+        take_value(args, flag)?
+            .map(|v| v.parse().map_err(|_| Error::InvalidArgument(format!("{flag} needs a whole number, not {v:?}"))))
+            .transpose()
+    };
+    let mut params = TokenizeParams::default();
+    if let Some(n) = number(&mut args, "--pack")? {
+        params = TokenizeParams::packed(n);
+    }
+    if let Some(n) = number(&mut args, "--max-length")? {
+        params.max_length = n;
+    }
+    if let Some(n) = number(&mut args, "--stride")? {
+        params.stride = n;
+    }
+    if let Some(n) = number(&mut args, "--min-length")? {
+        params.min_length = n;
+    }
+    params.add_bos = take_flag(&mut args, "--add-bos");
+    params.add_eos = take_flag(&mut args, "--add-eos");
+    let threads = number(&mut args, "--threads")?.unwrap_or(0);
+    let json = take_flag(&mut args, "--json");
+    let started = std::time::Instant::now();
+    match take_value(&mut args, "--out")? {
+        Some(out) => {
+            let source = source_from(&mut args)?;
+            let out = PathBuf::from(out);
+            let partial = out.with_extension("partial");
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+            let ctx = saekit::jobs::JobContext::detached("tokenize");
+            let outcome = tokenize_source(&source, &tokenizer, &params, &partial, threads, &ctx)?;
+            std::fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                let summary = serde_json::json!({
+                    "documents": outcome.stats.documents,
+                    "sequences": outcome.store.num_sequences,
+                    "tokens": outcome.store.num_tokens,
+                    "document_tokens": outcome.stats.document_tokens,
+                    "seconds": seconds,
+                    "tokens_per_s": outcome.stats.document_tokens as f64 / seconds,
+                    "store": out,
+                });
+                println!("{summary}");
+            } else {
+                println!("{}", outcome.stats.bundle().plain());
+                println!("token store written to {} in {seconds:.1} s", out.display());
+            }
+            Ok(())
+        }
+        None => {
+            if args.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "tokenize needs a DATASET (or --out DIR and files)\n\n{USAGE}"
+                )));
+            }
+            let name = args.remove(0);
+            let ws = open_workspace()?;
+            let job = ws.tokenize_job(&name, &tokenizer, &params);
+            job.subscribe(Arc::new(TerminalBar::new()));
+            let tokenization = job.wait()?;
+            println!("{}", tokenization.bundle().plain());
+            Ok(())
+        }
+    }
 }

@@ -18,7 +18,8 @@ pub use db::*;
 
 use crate::display::{Card, MimeBundle, Render, Table};
 use crate::error::{Error, Result, count};
-use crate::sources::{Format, SchemaView, Source, SourceSpec, TextField};
+use crate::jobs::{Job, JobContext};
+use crate::sources::{Format, Sample, SchemaView, Source, SourceSpec, TextField};
 use crate::stats::{DatasetStats, StatsAccumulator};
 
 /// The environment variable that overrides the default workspace folder (`~/.saekit`).
@@ -68,27 +69,58 @@ impl Workspace {
     /// statistics and the schema. A dataset of that name left pending or failed by an interrupted
     /// earlier attempt is taken over; a ready one is an error.
     pub fn add_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        let (row, _claim) = self.begin_dataset(name, source, "local")?;
+        self.add_dataset_with(name, source, &JobContext::detached("add"))
+    }
+
+    /// [`Workspace::add_dataset`] as a background job: returns at once; progress in bytes read.
+    pub fn add_dataset_job(&self, name: &str, source: &Source) -> Job<Dataset> {
+        let (root, name, source) = (self.root.clone(), name.to_string(), source.clone());
+        Job::spawn(&format!("add {name}"), move |ctx| Workspace::open(&root)?.add_dataset_with(&name, &source, ctx))
+    }
+
+    /// [`Workspace::add_dataset`], reporting progress to (and stopping when cancelled through) `ctx`.
+    pub fn add_dataset_with(&self, name: &str, source: &Source, ctx: &JobContext) -> Result<Dataset> {
+        let claim = self.begin_dataset(name, source, "local")?;
         let scanned = (|| -> Result<(SchemaView, DatasetStats)> {
+            ctx.phase("reading", "bytes", Some(source.total_bytes()));
             let schema = source.schema()?;
-            let stats = DatasetStats::compute(source.documents()?)?;
+            let stats = DatasetStats::compute_with(source.documents()?, |read| {
+                ctx.set_done(read.bytes_read);
+                !ctx.is_cancelled()
+            })?;
             Ok((schema, stats))
         })();
-        self.finish_dataset(row.id, source, scanned)
+        self.finish_dataset(&claim, source, scanned)
     }
 
     /// Copies a source into the workspace as Parquet (a `text` column then the metadata columns), so it
     /// survives the original files moving, and registers it. Statistics come from the same pass.
     pub fn import_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        let (row, _claim) = self.begin_dataset(name, source, "local")?;
+        self.import_dataset_with(name, source, &JobContext::detached("import"))
+    }
+
+    /// [`Workspace::import_dataset`] as a background job: returns at once; progress in bytes read. A
+    /// cancelled import leaves no file and no row behind (or the earlier failed row, if it took one over).
+    pub fn import_dataset_job(&self, name: &str, source: &Source) -> Job<Dataset> {
+        let (root, name, source) = (self.root.clone(), name.to_string(), source.clone());
+        Job::spawn(&format!("import {name}"), move |ctx| {
+            Workspace::open(&root)?.import_dataset_with(&name, &source, ctx)
+        })
+    }
+
+    /// [`Workspace::import_dataset`], reporting progress to (and stopping when cancelled through) `ctx`.
+    pub fn import_dataset_with(&self, name: &str, source: &Source, ctx: &JobContext) -> Result<Dataset> {
+        let claim = self.begin_dataset(name, source, "local")?;
+        let row = &claim.row;
         let written = (|| -> Result<(SchemaView, DatasetStats, ArtifactWriter, Vec<PathBuf>)> {
+            ctx.phase("importing", "bytes", Some(source.total_bytes()));
             let schema = source.schema()?;
             let writer = ArtifactWriter::begin(&self.root, "datasets")?;
-            let (stats, files) = write_parquet_shards(source, writer.dir())?;
+            let (stats, files) = write_parquet_shards(source, writer.dir(), ctx)?;
             Ok((schema, stats, writer, files))
         })();
         match written {
-            Err(e) => self.finish_dataset(row.id, source, Err(e)),
+            Err(e) => self.finish_dataset(&claim, source, Err(e)),
             Ok((schema, stats, writer, files)) => {
                 let names: Vec<String> =
                     files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
@@ -121,7 +153,7 @@ impl Workspace {
                 match imported {
                     Ok(()) => self.dataset(name),
                     Err(e) => {
-                        self.mark_failed(row.id, &e);
+                        self.abandon(&claim, &e);
                         Err(e)
                     }
                 }
@@ -131,12 +163,12 @@ impl Workspace {
 
     /// Claims `name` for this process (a lock held until the returned guard drops), then inserts a
     /// pending row, or takes over a pending or failed one left by an attempt that is no longer running.
-    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<(DatasetRow, NameLock)> {
+    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<Claim> {
         check_name(name)?;
         let lock = NameLock::acquire(&self.root, "dataset", name)?;
         let spec = serde_json::to_value(source.spec()).unwrap_or_default();
         let paths: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
-        let row = match self.catalog.dataset(name) {
+        let (row, created) = match self.catalog.dataset(name) {
             Ok(existing) if existing.name == name && existing.status != DatasetStatus::Ready => {
                 let update = DatasetUpdate {
                     status: Some(DatasetStatus::Pending),
@@ -145,21 +177,29 @@ impl Workspace {
                     error: Some(None),
                     ..Default::default()
                 };
-                self.catalog.update_dataset(existing.id, &update)?
+                (self.catalog.update_dataset(existing.id, &update)?, false)
             }
-            _ => self.catalog.insert_dataset(&NewDataset {
-                name: name.to_string(),
-                source: kind.to_string(),
-                spec,
-                paths,
-                status: DatasetStatus::Pending,
-                ..Default::default()
-            })?,
+            _ => (
+                self.catalog.insert_dataset(&NewDataset {
+                    name: name.to_string(),
+                    source: kind.to_string(),
+                    spec,
+                    paths,
+                    status: DatasetStatus::Pending,
+                    ..Default::default()
+                })?,
+                true,
+            ),
         };
-        Ok((row, lock))
+        Ok(Claim { row, created, _lock: lock })
     }
 
-    fn finish_dataset(&self, id: i64, source: &Source, scanned: Result<(SchemaView, DatasetStats)>) -> Result<Dataset> {
+    fn finish_dataset(
+        &self,
+        claim: &Claim,
+        source: &Source,
+        scanned: Result<(SchemaView, DatasetStats)>,
+    ) -> Result<Dataset> {
         match scanned {
             Ok((schema, stats)) => {
                 let update = DatasetUpdate {
@@ -170,22 +210,29 @@ impl Workspace {
                     error: Some(None),
                     ..Default::default()
                 };
-                Ok(Dataset { row: self.catalog.update_dataset(id, &update)? })
+                Ok(Dataset { row: self.catalog.update_dataset(claim.row.id, &update)? })
             }
             Err(e) => {
-                self.mark_failed(id, &e);
+                self.abandon(claim, &e);
                 Err(e)
             }
         }
     }
 
-    fn mark_failed(&self, id: i64, error: &Error) {
+    /// After a failed attempt: the row is marked failed with the error, so the catalog says what went
+    /// wrong; after a cancelled one, a row this attempt created is removed (and a row it took over goes
+    /// back to failed).
+    fn abandon(&self, claim: &Claim, error: &Error) {
+        if matches!(error, Error::Cancelled) && claim.created {
+            let _ = self.catalog.delete_dataset(&claim.row.id.to_string());
+            return;
+        }
         let update = DatasetUpdate {
             status: Some(DatasetStatus::Failed),
             error: Some(Some(error.to_string())),
             ..Default::default()
         };
-        let _ = self.catalog.update_dataset(id, &update);
+        let _ = self.catalog.update_dataset(claim.row.id, &update);
     }
 
     /// A dataset by name (or id).
@@ -268,8 +315,9 @@ fn dataset_metadata(source: &Source, schema: &SchemaView, stats: &DatasetStats) 
 
 /// Writes a source's documents as zstd Parquet files of about [`ROWS_PER_SHARD`] rows in `dir`,
 /// computing statistics in the same pass.
-fn write_parquet_shards(source: &Source, dir: &Path) -> Result<(DatasetStats, Vec<PathBuf>)> {
+fn write_parquet_shards(source: &Source, dir: &Path, ctx: &JobContext) -> Result<(DatasetStats, Vec<PathBuf>)> {
     let mut documents = source.documents()?;
+    let counters = documents.counters();
     let schema = documents.schema();
     let mut stats = StatsAccumulator::new(&schema);
     let props = WriterProperties::builder()
@@ -279,6 +327,8 @@ fn write_parquet_shards(source: &Source, dir: &Path) -> Result<(DatasetStats, Ve
     let mut writer: Option<(ArrowWriter<std::fs::File>, usize)> = None;
     for batch in documents.by_ref() {
         let batch = batch?;
+        ctx.check()?;
+        ctx.set_done(counters.bytes.load(std::sync::atomic::Ordering::Relaxed));
         stats.add(&batch)?;
         if writer.is_none() {
             let path = dir.join(format!("part-{:05}.parquet", files.len()));
@@ -341,6 +391,13 @@ impl Dataset {
             spec.paths = vec![dir.to_string_lossy().into_owned()];
         }
         Source::from_spec(spec)
+    }
+
+    /// Page `page` (from 0) of the dataset's documents, `per_page` to a page.
+    pub fn page(&self, page: usize, per_page: usize) -> Result<Sample> {
+        let mut sample = self.source()?.page(page, per_page)?;
+        sample.total_rows = self.row.num_rows;
+        Ok(sample)
     }
 
     /// The statistics computed when the dataset was added.
@@ -494,4 +551,11 @@ impl Drop for NameLock {
         // Unlock explicitly: closing our descriptor would not release a lock that a forked child still shares.
         let _ = self.file.unlock();
     }
+}
+
+/// A dataset row this process is writing: the row, whether this attempt created it, and the name lock.
+struct Claim {
+    row: DatasetRow,
+    created: bool,
+    _lock: NameLock,
 }

@@ -6,7 +6,7 @@
 mod chart;
 mod table;
 
-pub use chart::Histogram;
+pub use chart::{Histogram, LineChart};
 pub use table::{Card, Table};
 
 /// Representations of one value, keyed by MIME type, `text/plain` first.
@@ -126,7 +126,7 @@ pub const STYLE: &str = r#"<style>
   color: var(--jp-ui-font-color1, #1f2328); }
 .saekit table { border-collapse: collapse; margin: 4px 0; }
 .saekit th, .saekit td { border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 3px 8px; text-align: left;
-  vertical-align: top; }
+  vertical-align: top; overflow-wrap: anywhere; }
 .saekit th { color: var(--jp-ui-font-color2, #57606a); font-weight: 600; }
 .saekit td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .saekit .title { font-weight: 600; font-size: 1.1em; margin: 2px 0 4px; }

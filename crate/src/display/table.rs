@@ -32,7 +32,17 @@ impl Table {
 
     /// Aligned columns for a terminal; cells cut to 60 characters, newlines shown as `⏎`.
     pub fn plain(&self) -> String {
-        let clean = |s: &str| super::truncate(&s.replace('\n', "⏎"), 60);
+        let clean = |s: &str| {
+            let visible: String = s
+                .chars()
+                .map(|c| match c {
+                    '\n' => "⏎".to_string(),
+                    c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+                    c => c.to_string(),
+                })
+                .collect();
+            super::truncate(&visible, 60)
+        };
         let rows: Vec<Vec<String>> = self.rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
         let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
         for row in &rows {

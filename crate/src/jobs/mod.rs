@@ -6,6 +6,10 @@
 //! cancellation there, so the same function runs inline in a test or as a job in a cell.
 
 mod render;
+mod terminal;
+
+pub use render::progress_line;
+pub use terminal::TerminalBar;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

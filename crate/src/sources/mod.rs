@@ -131,6 +131,13 @@ pub struct Counters {
     errors: Mutex<Vec<String>>,
 }
 
+impl Counters {
+    /// Records (or files) skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
 /// How many skipped-record messages a report keeps.
 const KEPT_ERRORS: usize = 20;
 
@@ -409,22 +416,33 @@ impl Source {
 
     /// The first `n` documents, for looking at.
     pub fn sample(&self, n: usize) -> Result<Sample> {
-        Ok(Sample { batch: self.head(n)? })
+        self.page(0, n)
+    }
+
+    /// Page `page` (from 0) of the documents, `per_page` to a page: reads up to the page, no further.
+    pub fn page(&self, page: usize, per_page: usize) -> Result<Sample> {
+        let per_page = per_page.max(1);
+        let first = page * per_page;
+        let mut docs = self.batch_rows(per_page.clamp(1, 4096)).documents()?;
+        let schema = docs.schema();
+        let (mut seen, mut batches) = (0usize, Vec::new());
+        while seen < first + per_page {
+            let Some(batch) = docs.next().transpose()? else { break };
+            let (start, end) = (seen, seen + batch.num_rows());
+            seen = end;
+            if end > first {
+                let from = first.saturating_sub(start);
+                let to = (first + per_page).min(end) - start;
+                batches.push(batch.slice(from, to - from));
+            }
+        }
+        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| Error::format(&self.files[0], e))?;
+        Ok(Sample { batch, first_row: first as u64, total_rows: None })
     }
 
     /// The first `n` documents, as one batch.
     pub fn head(&self, n: usize) -> Result<RecordBatch> {
-        let mut docs = self.batch_rows(n.clamp(1, 4096)).documents()?;
-        let schema = docs.schema();
-        let mut batches = Vec::new();
-        let mut rows = 0;
-        while rows < n {
-            let Some(batch) = docs.next().transpose()? else { break };
-            rows += batch.num_rows();
-            batches.push(batch);
-        }
-        let all = arrow::compute::concat_batches(&schema, &batches).map_err(|e| Error::format(&self.files[0], e))?;
-        Ok(all.slice(0, n.min(all.num_rows())))
+        Ok(self.page(0, n)?.batch)
     }
 }
 

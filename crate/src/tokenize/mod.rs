@@ -1,8 +1,28 @@
-//! Tokenizers: HF `tokenizer.json` files, and GPT-2's byte-level BPE built from the vocabulary and merges
-//! shipped in [`crate::data`], so tokenization works offline.
+//! Tokenization: tokenizers (HF `tokenizer.json` files, and GPT-2's byte-level BPE built from the
+//! vocabulary and merges shipped in [`crate::data`], so it works offline), the parameters that turn
+//! documents into training sequences, the parallel pass that writes a token store, and its statistics.
+
+pub mod bpe;
+pub mod engine;
+pub mod params;
+pub mod sequences;
+pub mod stats;
+pub mod stopwords;
+pub mod store;
+pub mod tokenization;
+
+pub use params::{Packing, Separator, TokenizeParams};
+pub use stats::TokenStats;
+pub use stopwords::Language;
+pub use store::{StoreMeta, TokenStore, TokenStoreWriter};
+pub use tokenization::{Provenance, SequencePage, Tokenization};
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
@@ -94,6 +114,83 @@ impl Tokenizer {
     pub fn hf(&self) -> &HfTokenizer {
         &self.inner
     }
+
+    /// Adds a special token (a new id at the end of the vocabulary, unless it exists) and returns its id.
+    /// The tokenizer's hash changes with it.
+    pub fn add_special_token(&mut self, token: &str) -> Result<u32> {
+        self.inner
+            .add_special_tokens([AddedToken::from(token.to_string(), true)])
+            .map_err(|e| tokenizer_error(&self.name, e))?;
+        self.token_id_or_error(token)
+    }
+
+    /// The id of `token`, or an error saying the tokenizer has no such token.
+    pub fn token_id_or_error(&self, token: &str) -> Result<u32> {
+        self.token_to_id(token)
+            .ok_or_else(|| tokenizer_error(&self.name, format!("no token {token:?} in the vocabulary")))
+    }
+
+    /// A token's text (bytes that do not form whole UTF-8 characters show as `�`).
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner.decode(&[id], false).unwrap_or_default()
+    }
+
+    /// sha256 of the tokenizer's canonical JSON: two tokenizers with the same hash encode alike.
+    pub fn hash(&self) -> String {
+        let json = self.inner.to_string(false).unwrap_or_default();
+        Sha256::digest(json.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Name, hash, size and special tokens.
+    pub fn info(&self) -> TokenizerInfo {
+        let added = self.inner.get_added_tokens_decoder();
+        let mut special: Vec<u32> = added.iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        special.sort_unstable();
+        let find = |candidates: &[&str]| candidates.iter().find_map(|c| self.token_to_id(c));
+        TokenizerInfo {
+            name: self.name.clone(),
+            hash: self.hash(),
+            vocab_size: self.vocab_size(),
+            bos: find(&["<|begin_of_text|>", "<s>", "<|startoftext|>", "[CLS]", "<bos>", "<|endoftext|>"]),
+            eos: find(&["<|end_of_text|>", "</s>", "<|endoftext|>", "[SEP]", "<eos>"]),
+            special,
+        }
+    }
+
+    /// For each id, whether its token is a stop word of `language`.
+    pub fn stop_word_mask(&self, language: Language) -> Vec<bool> {
+        (0..self.vocab_size() as u32).map(|id| language.is_stop_word(&self.token_text(id))).collect()
+    }
+
+    /// The fastest exact encoder for this tokenizer.
+    pub fn encoder(&self) -> Arc<dyn Encode> {
+        Arc::new(HfEncoder(self.inner.clone()))
+    }
+}
+
+/// What identifies a tokenizer in a token store's provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizerInfo {
+    pub name: String,
+    pub hash: String,
+    pub vocab_size: usize,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub special: Vec<u32>,
+}
+
+/// Text to token ids, callable from several threads at once.
+pub trait Encode: Send + Sync {
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+}
+
+struct HfEncoder(HfTokenizer);
+
+impl Encode for HfEncoder {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.0.encode_fast(text, false).map_err(|e| tokenizer_error("tokenizer", e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +205,14 @@ mod tests {
         assert_eq!(tok.encode(" the").unwrap(), vec![262]);
         assert_eq!(tok.encode("<|endoftext|>").unwrap(), vec![50256]);
         assert_eq!(tok.token_to_id("<|endoftext|>"), Some(50256));
+    }
+
+    #[test]
+    fn gpt2_info_names_its_special_token() {
+        let info = Tokenizer::gpt2().unwrap().info();
+        assert_eq!((info.bos, info.eos, info.special.as_slice()), (Some(50256), Some(50256), &[50256][..]));
+        assert_eq!(info.hash.len(), 64);
+        assert_eq!(info.hash, Tokenizer::gpt2().unwrap().hash(), "the hash is stable");
     }
 
     #[test]

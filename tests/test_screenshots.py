@@ -1,0 +1,60 @@
+"""Looking at saekit's HTML as a person would: the quickstart report and a dataset card rendered by
+headless Chromium, in a light page and under JupyterLab's dark-theme variables, checked by pixels."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+
+BAR_BLUE = (0x4C, 0x78, 0xA8)
+
+
+def screenshot(html_path: Path, png: Path, size="1200,2200") -> Image.Image:
+    subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={png.parent / 'chromium-profile'}", f"--window-size={size}",
+            f"--screenshot={png}", html_path.as_uri(),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )
+    return Image.open(png).convert("RGB")
+
+
+def count_near(img: Image.Image, color, tolerance=24) -> int:
+    return sum(1 for p in img.get_flattened_data() if all(abs(a - b) <= tolerance for a, b in zip(p, color)))
+
+
+def test_report_shows_charts_and_tables(saekit, tmp_path):
+    out = tmp_path / "report.html"
+    done = saekit("--workspace", tmp_path / "ws", "quickstart", "--out", out)
+    assert done.returncode == 0, done.stderr
+    img = screenshot(out, tmp_path / "report.png")
+    assert img.size == (1200, 2200)
+    # The histogram bars are drawn (a good area of the chart blue), and the page is not blank.
+    assert count_near(img, BAR_BLUE) > 5_000
+    colors = img.getcolors(maxcolors=1 << 20)
+    assert colors is not None and len(colors) > 50
+
+
+def test_cards_follow_jupyterlab_dark_theme(saekit, tmp_path):
+    report = tmp_path / "report.html"
+    assert saekit("--workspace", tmp_path / "ws", "quickstart", "--out", report).returncode == 0
+    # The report with JupyterLab's dark-theme variables set, as JupyterLab sets them, on a navy page.
+    dark = tmp_path / "dark.html"
+    theme = (
+        "<style>:root { --jp-ui-font-color1: #f0f0f0; --jp-ui-font-color2: #c0c0c0; --jp-border-color2: #444;"
+        " --jp-layout-color2: #333; --jp-layout-color3: #555; } body { background: #202040; }</style></head>"
+    )
+    dark.write_text(report.read_text().replace("</head>", theme, 1))
+    img = screenshot(dark, tmp_path / "dark.png", size="1200,900")
+    light_text = count_near(img, (0xF0, 0xF0, 0xF0), tolerance=30)
+    dark_text = count_near(img, (0x1F, 0x23, 0x28), tolerance=12)  # the light theme's text colour
+    assert light_text > 2_000, "text follows the theme's light font colour"
+    assert dark_text < light_text / 20, "no dark-on-dark text"
