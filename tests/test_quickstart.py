@@ -1,7 +1,9 @@
 """The README's main job end to end: the quickstart imports the embedded corpus into a workspace and
 writes an HTML report. Checked from the outside, with Python's own SQLite, HTML parser and pyarrow."""
 
+import re
 import sqlite3
+from xml.etree import ElementTree
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -56,6 +58,12 @@ def test_quickstart_builds_catalog_and_report(saekit, tmp_path):
     for expected in ["Provenance", "Schema of austen", "Dataset kjv", "Catalog", "1,189", "269"]:
         assert expected in text
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", ""), "no network references"
+    # Every chart is well-formed SVG (an XML parser accepts it).
+    charts = re.findall(r"<svg .*?</svg>", html, flags=re.S)
+    assert len(charts) >= 5
+    for svg in charts:
+        root = ElementTree.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_quickstart_twice_keeps_one_row_per_dataset(saekit, tmp_path):

@@ -75,3 +75,24 @@ def test_embedded_bible_matches_hf_tokenizers(saekit, tmp_path):
     assert len(ours) == len(expected) == 1189
     mismatched = [i for i, (a, b) in enumerate(zip(ours, expected)) if a != b]
     assert mismatched == [], f"chapters whose ids differ: {mismatched[:10]}"
+
+
+def test_both_merges_encodings_load_and_agree(saekit, tmp_path):
+    """tokenizer.json files in the wild write merges as "Ġ t" strings (older) or ["Ġ", "t"] pairs."""
+    as_pairs = json.loads(hf_gpt2().to_str())
+    as_strings = json.loads(hf_gpt2().to_str())
+    merges = as_pairs["model"]["merges"]
+    pairs = [m if isinstance(m, list) else m.split(" ") for m in merges]
+    as_pairs["model"]["merges"] = pairs
+    as_strings["model"]["merges"] = [" ".join(m) for m in pairs]
+    data = tmp_path / "texts.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:-1]))
+    results = []
+    for name, spec in [("pairs", as_pairs), ("strings", as_strings)]:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(spec))
+        done = saekit("tokenize", "--tokenizer", path, "--out", tmp_path / name, "--json", data)
+        assert done.returncode == 0, done.stderr
+        results.append(read_store(tmp_path / name))
+    assert results[0] == results[1]
+    assert results[0][0] == [15496, 995]

@@ -187,6 +187,10 @@ fn tokenizations_are_recorded_with_provenance_and_history() {
     let provenance = first.provenance().unwrap();
     assert_eq!((provenance.dataset.as_str(), provenance.tokenizer.hash.as_str()), ("d", tok.hash().as_str()));
     assert_eq!(provenance.params, TokenizeParams::default());
+    // The tokenizer comes back from the catalog, identical.
+    let reloaded = first.tokenizer().unwrap();
+    assert_eq!((reloaded.name(), reloaded.hash()), ("gpt2", tok.hash()));
+    assert!(first.check_tokenizer(&reloaded).is_ok());
     assert_eq!(second.store().unwrap().iter().all(|s| s.len() == 8), true);
     // Deleting the dataset removes its token stores.
     let stores = [first.row().artifact_path.clone(), second.row().artifact_path.clone()];

@@ -89,6 +89,17 @@ impl Tokenizer {
         &self.name
     }
 
+    /// Changes the name the tokenizer is known by (its hash stays what its definition makes it).
+    pub fn rename(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
+    /// Saves the tokenizer as an HF `tokenizer.json`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.inner.to_string(false).map_err(|e| tokenizer_error(&self.name, e))?;
+        crate::files::write_atomically(path, json.as_bytes())
+    }
+
     /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -14,6 +14,9 @@ use crate::display::{Card, MimeBundle, Render, STYLE, escape};
 use crate::error::{Error, Result, count};
 use crate::jobs::{Job, JobContext};
 
+/// The tokenizer saved beside the tokens it made.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
 /// Where a token store came from; written as `provenance.json` beside the tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -77,6 +80,7 @@ impl Workspace {
             saekit_version: crate::VERSION.to_string(),
         };
         write_json(&writer.dir().join("provenance.json"), &provenance)?;
+        tokenizer.save(&writer.dir().join(TOKENIZER_FILE))?;
         write_json(&writer.dir().join("stats.json"), &outcome.stats)?;
         let catalog = self.catalog();
         let row = writer.commit(catalog, |tx, dir| {
@@ -135,6 +139,13 @@ impl Tokenization {
         let path = self.row.artifact_path.join("provenance.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::format(&path, e))
+    }
+
+    /// The tokenizer these tokens were made with, as saved beside them.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        let mut tokenizer = Tokenizer::from_file(self.row.artifact_path.join(TOKENIZER_FILE))?;
+        tokenizer.rename(&self.row.tokenizer);
+        Ok(tokenizer)
     }
 
     /// Refuses a tokenizer other than the one these tokens were made with.
