@@ -75,10 +75,14 @@ fn resolve_specials(tokenizer: &Tokenizer, params: &TokenizeParams) -> Result<Sp
     Ok(specials)
 }
 
+/// Documents per batch handed to an encoder.
+const BATCH_DOCUMENTS: usize = 256;
+
 /// A batch of documents' text on its way to the encoders, numbered to restore order.
 type Work = (u64, ArrayRef);
-/// A batch of documents' token ids on its way back.
-type Done = (u64, Result<Vec<Vec<u32>>>);
+/// A batch of documents' token ids on its way back: all ids end to end, and where each document ends.
+/// Two allocations per batch rather than one per document keeps the allocator (and memory) calm.
+type Done = (u64, Result<(Vec<u32>, Vec<usize>)>);
 
 /// Tokenizes every document of `source` into a token store in `out_dir`, on `threads` encoding threads
 /// (0: one per core). Progress is in bytes read; cancellation is checked after every batch.
@@ -95,12 +99,14 @@ pub fn tokenize_source(
     let threads =
         if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     let encoder = tokenizer.encoder();
-    let mut documents = source.documents()?;
+    // Small batches keep what is in flight (text on its way to the encoders, ids on their way back) to
+    // a few megabytes, so memory stays flat however large the corpus is.
+    let mut documents = source.batch_rows(source.spec().batch_rows.min(BATCH_DOCUMENTS)).documents()?;
     let counters = documents.counters();
     ctx.phase("tokenizing", "bytes", Some(source.total_bytes()));
 
-    let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
-    let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
+    let (work_tx, work_rx) = sync_channel::<Work>(threads);
+    let (done_tx, done_rx) = sync_channel::<Done>(threads);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (read_error_tx, read_error_rx) = sync_channel::<Error>(1);
 
@@ -143,21 +149,20 @@ fn encode_loop(work: &Mutex<Receiver<Work>>, done: &SyncSender<Done>, encoder: &
         };
         let Ok((seq, texts)) = next else { return };
         let texts = texts.as_string::<i32>();
-        let mut ids = Vec::with_capacity(texts.len());
+        let mut ids = Vec::new();
+        let mut ends = Vec::with_capacity(texts.len());
         for text in texts.iter() {
             // Checked per document, so a cancel lands within one document's encoding time.
             if ctx.is_cancelled() {
                 return;
             }
-            match encoder.encode(text.unwrap_or("")) {
-                Ok(doc) => ids.push(doc),
-                Err(e) => {
-                    let _ = done.send((seq, Err(e)));
-                    return;
-                }
+            if let Err(e) = encoder.encode_into(text.unwrap_or(""), &mut ids) {
+                let _ = done.send((seq, Err(e)));
+                return;
             }
+            ends.push(ids.len());
         }
-        if done.send((seq, Ok(ids))).is_err() {
+        if done.send((seq, Ok((ids, ends)))).is_err() {
             return;
         }
     }
@@ -177,7 +182,7 @@ fn collect(
     let mut writer = TokenStoreWriter::create(out_dir, tokenizer.vocab_size())?;
     let mut stats = TokenStatsBuilder::new(tokenizer.vocab_size(), params.max_length);
     let mut shaper = Shaper::new(params, specials, tokenizer)?;
-    let mut pending: BTreeMap<u64, Vec<Vec<u32>>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
     let mut next = 0u64;
     // The channel closes when every encoder is done, after the reader stopped (at the end or an error).
     loop {
@@ -190,9 +195,12 @@ fn collect(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         pending.insert(seq, ids?);
-        while let Some(batch) = pending.remove(&next) {
+        while let Some((ids, ends)) = pending.remove(&next) {
             next += 1;
-            for doc in batch {
+            let mut start = 0;
+            for end in ends {
+                let doc = &ids[start..end];
+                start = end;
                 shaper.document(doc, &mut stats, &mut |seq: &[u32], stats: &mut TokenStatsBuilder| {
                     stats.sequence(seq);
                     writer.push(seq)
@@ -224,6 +232,8 @@ struct Shaper<'t> {
     specials: &'t Specials,
     stop_word_ids: Option<Vec<bool>>,
     packer: Option<super::sequences::Packer>,
+    /// Reused for each document's ids while filters change them.
+    scratch: Vec<u32>,
 }
 
 impl<'t> Shaper<'t> {
@@ -236,11 +246,20 @@ impl<'t> Shaper<'t> {
                 specials.separator,
             )
         });
-        Ok(Shaper { params, specials, stop_word_ids, packer })
+        Ok(Shaper { params, specials, stop_word_ids, packer, scratch: Vec::new() })
     }
 
-    fn document(&mut self, mut ids: Vec<u32>, stats: &mut TokenStatsBuilder, emit: &mut Emit<'_>) -> Result<()> {
-        stats.document(&ids);
+    fn document(&mut self, doc: &[u32], stats: &mut TokenStatsBuilder, emit: &mut Emit<'_>) -> Result<()> {
+        stats.document(doc);
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        ids.extend_from_slice(doc);
+        let result = self.shape(&mut ids, stats, emit);
+        self.scratch = ids;
+        result
+    }
+
+    fn shape(&mut self, ids: &mut Vec<u32>, stats: &mut TokenStatsBuilder, emit: &mut Emit<'_>) -> Result<()> {
         if self.params.drop_special_tokens {
             let before = ids.len();
             ids.retain(|id| !self.specials.special.contains(id));
@@ -260,7 +279,7 @@ impl<'t> Shaper<'t> {
         match self.packer.as_mut() {
             Some(packer) => {
                 let mut result = Ok(());
-                packer.push(&ids, |seq| {
+                packer.push(ids, |seq| {
                     if result.is_ok() {
                         result = emit(seq, stats);
                     }
@@ -268,7 +287,7 @@ impl<'t> Shaper<'t> {
                 result
             }
             None => {
-                for window in super::sequences::windows(&ids, self.params.max_length, self.params.stride) {
+                for window in super::sequences::windows(ids, self.params.max_length, self.params.stride) {
                     if window.len() < self.params.min_length.max(1) {
                         stats.dropped_short_sequences += 1;
                         continue;

@@ -173,9 +173,13 @@ impl Tokenizer {
         (0..self.vocab_size() as u32).map(|id| language.is_stop_word(&self.token_text(id))).collect()
     }
 
-    /// The fastest exact encoder for this tokenizer.
+    /// The fastest exact encoder for this tokenizer: saekit's own byte-level BPE ([`bpe::FastBpe`], tens of
+    /// times faster) when it reproduces this tokenizer exactly, else the `tokenizers` crate.
     pub fn encoder(&self) -> Arc<dyn Encode> {
-        Arc::new(HfEncoder(self.inner.clone()))
+        match bpe::FastBpe::from_tokenizer(&self.inner) {
+            Some(fast) => Arc::new(fast),
+            None => Arc::new(HfEncoder(self.inner.clone())),
+        }
     }
 }
 
@@ -193,6 +197,23 @@ pub struct TokenizerInfo {
 /// Text to token ids, callable from several threads at once.
 pub trait Encode: Send + Sync {
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
+
+    /// Appends the ids of `text` to `out`.
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        out.extend(self.encode(text)?);
+        Ok(())
+    }
+}
+
+impl Encode for bpe::FastBpe {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(bpe::FastBpe::encode(self, text))
+    }
+
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        bpe::FastBpe::encode_into(self, text, out);
+        Ok(())
+    }
 }
 
 struct HfEncoder(HfTokenizer);
