@@ -58,3 +58,15 @@ def test_cards_follow_jupyterlab_dark_theme(saekit, tmp_path):
     dark_text = count_near(img, (0x1F, 0x23, 0x28), tolerance=12)  # the light theme's text colour
     assert light_text > 2_000, "text follows the theme's light font colour"
     assert dark_text < light_text / 20, "no dark-on-dark text"
+
+
+def test_cards_inherit_page_colours_without_jupyterlab_variables(saekit, tmp_path):
+    """VS Code notebooks and other hosts do not set JupyterLab's variables: saekit takes the page's colours."""
+    report = tmp_path / "report.html"
+    assert saekit("--workspace", tmp_path / "ws", "quickstart", "--out", report).returncode == 0
+    dark = tmp_path / "dark.html"
+    theme = "<style>body { background: #202040; color: #f0f0f0; }</style></head>"
+    dark.write_text(report.read_text().replace("</head>", theme, 1))
+    img = screenshot(dark, tmp_path / "dark.png", size="1200,900")
+    assert count_near(img, (0xF0, 0xF0, 0xF0), tolerance=30) > 2_000
+    assert count_near(img, (0x1F, 0x23, 0x28), tolerance=12) < 100, "no dark-on-dark text"

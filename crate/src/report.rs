@@ -52,7 +52,7 @@ impl Report {
         let mut html = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>{STYLE}\
              <style>body {{ max-width: 70em; margin: 2em auto; padding: 0 1em; }} h1, h2 {{ font-family: system-ui, sans-serif; }}\
-             section {{ margin: 1.5em 0; }}</style></head><body class=\"saekit\">\n<h1>{}</h1>\n",
+             section {{ margin: 1.5em 0; }}</style></head><body><div class=\"saekit\">\n<h1>{}</h1>\n",
             escape(&self.title),
             escape(&self.title)
         );
@@ -68,7 +68,7 @@ impl Report {
                 bundle.html_or_fallback().replace(STYLE, "")
             ));
         }
-        html.push_str("</body></html>\n");
+        html.push_str("</div></body></html>\n");
         html
     }
 

@@ -119,21 +119,22 @@ pub fn bytes(n: u64) -> String {
     if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// The stylesheet every saekit HTML fragment relies on; JupyterLab's theme variables first, so it looks
-/// at home in light and dark themes, with plain fallbacks for exported HTML.
+/// The stylesheet every saekit HTML fragment relies on: JupyterLab's theme variables first, then VS
+/// Code's, then the surrounding page's own colours (`inherit`, translucent greys), so it looks at home in
+/// light and dark themes alike and in exported HTML.
 pub const STYLE: &str = r#"<style>
 .saekit { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: var(--jp-ui-font-size1, 13px);
-  color: var(--jp-ui-font-color1, #1f2328); }
+  color: var(--jp-ui-font-color1, var(--vscode-editor-foreground, inherit)); }
 .saekit table { border-collapse: collapse; margin: 4px 0; }
-.saekit th, .saekit td { border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 3px 8px; text-align: left;
-  vertical-align: top; overflow-wrap: anywhere; }
-.saekit th { color: var(--jp-ui-font-color2, #57606a); font-weight: 600; }
+.saekit th, .saekit td { border-bottom: 1px solid var(--jp-border-color2, rgba(128, 128, 128, 0.35));
+  padding: 3px 8px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+.saekit th { color: var(--jp-ui-font-color2, inherit); opacity: 0.85; font-weight: 600; }
 .saekit td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .saekit .title { font-weight: 600; font-size: 1.1em; margin: 2px 0 4px; }
-.saekit .muted { color: var(--jp-ui-font-color2, #57606a); }
-.saekit .badge { border-radius: 8px; padding: 0 6px; background: var(--jp-layout-color2, #eaeef2); }
+.saekit .muted { color: var(--jp-ui-font-color2, inherit); opacity: 0.85; }
+.saekit .badge { border-radius: 8px; padding: 0 6px; background: var(--jp-layout-color2, rgba(128, 128, 128, 0.2)); }
 .saekit .text { white-space: pre-wrap; max-width: 60em; }
-.saekit svg text { fill: var(--jp-ui-font-color1, #1f2328); }
+.saekit svg text { fill: currentColor; }
 </style>"#;
 
 #[cfg(test)]

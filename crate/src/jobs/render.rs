@@ -74,7 +74,7 @@ pub fn progress_html(p: &Progress) -> String {
     };
     format!(
         "{STYLE}<div class=\"saekit\"><div class=\"title\">{} <span class=\"badge\">{}</span></div>\
-         <div style=\"width: 28em; height: 10px; border-radius: 5px; background: var(--jp-layout-color3, #d0d7de);\">\
+         <div style=\"width: 28em; height: 10px; border-radius: 5px; background: var(--jp-layout-color3, rgba(128, 128, 128, 0.3));\">\
          <div style=\"width: {percent:.1}%; height: 100%; border-radius: 5px; background: {color};\"></div></div>\
          <div class=\"muted\">{}</div></div>",
         escape(&p.name),

@@ -226,8 +226,7 @@ impl Render for SequencePage {
                 tokens.len()
             ));
             for (i, (id, text)) in tokens.iter().enumerate() {
-                let shade =
-                    if i % 2 == 0 { "var(--jp-layout-color2, #eaeef2)" } else { "var(--jp-layout-color3, #d0d7de)" };
+                let shade = if i % 2 == 0 { "rgba(128, 128, 128, 0.15)" } else { "rgba(128, 128, 128, 0.32)" };
                 html.push_str(&format!(
                     "<span title=\"{id}\" style=\"background: {shade}; border-radius: 2px; margin-right: 1px\">{}</span>",
                     escape(&visible(text))
