@@ -235,3 +235,16 @@ fn a_cancelled_tokenization_leaves_no_store_and_no_row() {
     let tmp: Vec<_> = fs::read_dir(ws.root().join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "{tmp:?}");
 }
+
+#[test]
+fn a_tokenize_job_reports_documents_and_tokens_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace_with_dataset(dir.path());
+    let job = ws.tokenize_job("d", &Tokenizer::gpt2().unwrap(), &TokenizeParams::default());
+    let tokenization = job.wait().unwrap();
+    let progress = job.progress();
+    let tokens = tokenization.row().num_tokens;
+    assert_eq!(progress.detail, format!("3 documents · {tokens} tokens"));
+    assert_eq!((progress.unit.as_str(), progress.status), ("bytes", JobStatus::Done));
+    assert!(saekit::jobs::progress_line(&progress).contains("3 documents"));
+}

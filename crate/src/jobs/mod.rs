@@ -56,6 +56,8 @@ pub struct Progress {
     pub status: JobStatus,
     /// What the work is doing now ("reading", "writing", ...).
     pub phase: String,
+    /// Other counts the work reports ("21,201 documents · 38,053,363 tokens").
+    pub detail: String,
     pub done: u64,
     pub total: Option<u64>,
     /// What `done` counts ("bytes", "documents", "tokens").
@@ -97,6 +99,7 @@ pub const MAX_EVENTS_PER_SECOND: u32 = 4;
 struct State {
     status: JobStatus,
     phase: String,
+    detail: String,
     unit: String,
     total: Option<u64>,
     started: Option<Instant>,
@@ -132,6 +135,7 @@ impl Shared {
             name: self.name.clone(),
             status: state.status,
             phase: state.phase.clone(),
+            detail: state.detail.clone(),
             done: self.done.load(Ordering::Relaxed),
             total: state.total,
             unit: state.unit.clone(),
@@ -190,6 +194,11 @@ impl JobContext {
         self.shared.notify(true);
     }
 
+    /// Sets the other counts shown beside the progress (e.g. documents and tokens so far).
+    pub fn set_detail(&self, detail: String) {
+        lock(&self.shared.state).detail = detail;
+    }
+
     /// Adds `n` to the work done.
     pub fn advance(&self, n: u64) {
         self.shared.done.fetch_add(n, Ordering::Relaxed);
@@ -222,6 +231,7 @@ fn new_shared(name: &str) -> Arc<Shared> {
     let state = State {
         status: JobStatus::Queued,
         phase: String::new(),
+        detail: String::new(),
         unit: String::new(),
         total: None,
         started: None,

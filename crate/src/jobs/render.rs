@@ -49,6 +49,9 @@ pub fn progress_line(p: &Progress) -> String {
     if !p.unit.is_empty() {
         line.push_str(&format!(" · {}", rate(p)));
     }
+    if !p.detail.is_empty() {
+        line.push_str(&format!(" · {}", p.detail));
+    }
     match p.status {
         JobStatus::Running | JobStatus::Queued => {
             if let Some(eta) = p.eta() {

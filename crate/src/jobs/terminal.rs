@@ -39,7 +39,11 @@ impl ProgressSink for TerminalBar {
             self.bar.set_style(style);
         }
         self.bar.set_prefix(p.name.clone());
-        self.bar.set_message(p.phase.clone());
+        self.bar.set_message(if p.detail.is_empty() {
+            p.phase.clone()
+        } else {
+            format!("{} · {}", p.phase, p.detail)
+        });
         if let Some(total) = p.total {
             self.bar.set_length(total);
         }

@@ -102,6 +102,7 @@ fn progress_line_shows_bar_amounts_and_outcome() {
         unit: "bytes".into(),
         elapsed: Duration::from_secs(1),
         error: None,
+        detail: String::new(),
     };
     assert_eq!(
         progress_line_for(&p),

@@ -14,7 +14,7 @@ use super::Tokenizer;
 use super::params::{Separator, TokenizeParams};
 use super::stats::TokenStatsBuilder;
 use super::store::{StoreMeta, TokenStoreWriter};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, count};
 use crate::jobs::JobContext;
 use crate::sources::Source;
 
@@ -208,6 +208,7 @@ fn collect(
             }
         }
         ctx.set_done(counters.bytes.load(Ordering::Relaxed));
+        ctx.set_detail(format!("{} documents · {} tokens", count(stats.documents()), count(stats.tokens())));
         ctx.check()?;
     }
     if let Ok(e) = read_errors.try_recv() {

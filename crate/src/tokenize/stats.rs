@@ -108,6 +108,16 @@ impl TokenStatsBuilder {
         }
     }
 
+    /// Documents seen so far.
+    pub fn documents(&self) -> u64 {
+        self.documents
+    }
+
+    /// Tokens stored so far.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
     /// Per-id counts of the stored tokens.
     pub fn counts(&self) -> &[u64] {
         &self.counts
