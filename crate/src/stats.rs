@@ -218,11 +218,6 @@ impl DatasetStats {
         let bins = self.length_bins.iter().enumerate().skip(first).map(|(k, n)| (label(k), *n)).collect();
         Histogram::new("Document length in characters", "bin start (bins double in width)", bins)
     }
-
-    /// The statistics as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
 }
 
 impl Render for DatasetStats {

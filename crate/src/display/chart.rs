@@ -1,6 +1,6 @@
 //! Static charts as SVG (shown by exported HTML and GitHub without JavaScript) with a text twin.
 
-use super::{MimeBundle, escape};
+use super::{MimeBundle, Render, escape};
 
 /// A bar chart of counts per bin, bins given in order with their labels.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,8 +99,10 @@ impl Histogram {
             "layout": {"title": {"text": self.title}, "xaxis": {"title": {"text": self.x_label}}},
         })
     }
+}
 
-    pub fn bundle(&self) -> MimeBundle {
+impl Render for Histogram {
+    fn bundle(&self) -> MimeBundle {
         MimeBundle::new(self.plain())
             .with("image/svg+xml", self.svg())
             .with("application/vnd.plotly.v1+json", self.plotly().to_string())
@@ -279,8 +281,10 @@ impl LineChart {
             }
         })
     }
+}
 
-    pub fn bundle(&self) -> MimeBundle {
+impl Render for LineChart {
+    fn bundle(&self) -> MimeBundle {
         MimeBundle::new(self.plain())
             .with("image/svg+xml", self.svg())
             .with("application/vnd.plotly.v1+json", self.plotly().to_string())

@@ -137,31 +137,6 @@ pub const STYLE: &str = r#"<style>
 .saekit svg text { fill: currentColor; }
 </style>"#;
 
-/// The drawing types render as themselves.
-impl Render for Table {
-    fn bundle(&self) -> MimeBundle {
-        Table::bundle(self)
-    }
-}
-
-impl Render for Card {
-    fn bundle(&self) -> MimeBundle {
-        Card::bundle(self)
-    }
-}
-
-impl Render for Histogram {
-    fn bundle(&self) -> MimeBundle {
-        Histogram::bundle(self)
-    }
-}
-
-impl Render for LineChart {
-    fn bundle(&self) -> MimeBundle {
-        LineChart::bundle(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

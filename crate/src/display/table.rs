@@ -1,7 +1,7 @@
 //! Tables and cards: the two shapes most saekit values take, rendered to aligned plain text and to HTML
 //! with every cell escaped.
 
-use super::{MimeBundle, STYLE, escape};
+use super::{MimeBundle, Render, STYLE, escape};
 
 /// A table with a caption; cells are plain strings, right-aligned when numeric.
 #[derive(Debug, Clone, Default)]
@@ -109,8 +109,10 @@ impl Table {
         }
         out
     }
+}
 
-    pub fn bundle(&self) -> MimeBundle {
+impl Render for Table {
+    fn bundle(&self) -> MimeBundle {
         MimeBundle::new(self.plain())
             .with("text/html", format!("{STYLE}<div class=\"saekit\">{}</div>", self.html_fragment()))
     }
@@ -148,8 +150,10 @@ impl Card {
         self.sections.push((bundle.plain().to_string(), html.replace(STYLE, "")));
         self
     }
+}
 
-    pub fn bundle(&self) -> MimeBundle {
+impl Render for Card {
+    fn bundle(&self) -> MimeBundle {
         let mut plain = self.title.clone();
         if let Some(badge) = &self.badge {
             plain.push_str(&format!(" [{badge}]"));

@@ -365,7 +365,7 @@ impl Source {
         if self.format == Format::Csv {
             merged = csv::empty_columns_as_text(merged);
         }
-        let schema = schema::shared(merged);
+        let schema = Arc::new(merged);
         Ok(self.schema.get_or_init(|| schema).clone())
     }
 

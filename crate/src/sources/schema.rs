@@ -2,7 +2,6 @@
 //! and the [`SchemaView`] a researcher looks at before choosing a text column.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -113,9 +112,4 @@ impl SchemaView {
     pub fn names(&self) -> Vec<&str> {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
-}
-
-/// A schema with every column nullable, shared.
-pub fn shared(schema: Schema) -> SchemaRef {
-    Arc::new(schema)
 }

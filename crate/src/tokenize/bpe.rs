@@ -530,19 +530,30 @@ impl FastBpe {
 
     /// Appends the ids of `text` to `out`.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
-        self.with_cache(|cache| match &self.added_raw {
-            None => self.encode_after_raw_added(text, cache, out),
-            Some(set) => {
-                let mut pieces = Vec::new();
-                self.split_added(set, text, &mut pieces);
-                for (start, end, id) in pieces {
-                    match id {
-                        Some(id) => out.push(id),
-                        None => self.encode_after_raw_added(&text[start..end], cache, out),
-                    }
-                }
-            }
+        self.with_cache(|cache| {
+            self.around_added(self.added_raw.as_ref(), text, cache, out, Self::encode_after_raw_added)
         })
+    }
+
+    /// Splits `text` around the added tokens of `set` (if any): their ids go to `out` as they are, the
+    /// text between them through `encode`.
+    fn around_added(
+        &self,
+        set: Option<&AddedSet>,
+        text: &str,
+        cache: &mut WordCache,
+        out: &mut Vec<u32>,
+        encode: fn(&Self, &str, &mut WordCache, &mut Vec<u32>),
+    ) {
+        let Some(set) = set else { return encode(self, text, cache, out) };
+        let mut pieces = Vec::new();
+        self.split_added(set, text, &mut pieces);
+        for (start, end, id) in pieces {
+            match id {
+                Some(id) => out.push(id),
+                None => encode(self, &text[start..end], cache, out),
+            }
+        }
     }
 
     /// The ids of each text (one thread; callers parallelise).
@@ -569,19 +580,7 @@ impl FastBpe {
 
     /// Stage 2 of added-token extraction: the `normalized` tokens, in a piece with no raw ones.
     fn encode_after_raw_added(&self, text: &str, cache: &mut WordCache, out: &mut Vec<u32>) {
-        match &self.added_normalized {
-            None => self.encode_piece(text, cache, out),
-            Some(set) => {
-                let mut pieces = Vec::new();
-                self.split_added(set, text, &mut pieces);
-                for (start, end, id) in pieces {
-                    match id {
-                        Some(id) => out.push(id),
-                        None => self.encode_piece(&text[start..end], cache, out),
-                    }
-                }
-            }
-        }
+        self.around_added(self.added_normalized.as_ref(), text, cache, out, Self::encode_piece)
     }
 
     /// `AddedVocabulary::find_matches`: splits `s` into `(start, end, Some(token id))` for the added
