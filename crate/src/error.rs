@@ -108,6 +108,47 @@ pub enum Error {
     /// Tokenizer loading or encoding.
     #[error("tokenizer {name}: {message}")]
     Tokenizer { name: String, message: String },
+
+    /// A Hub repository (or revision) that does not exist, or is private and needs a token.
+    #[error("{kind} repository `{repo}` was not found at {endpoint}{}", if *token_given { "" } else {
+        " (if it is private, give a token: set HF_TOKEN or write it to ~/.cache/huggingface/token)" })]
+    RepoNotFound { kind: &'static str, repo: String, endpoint: String, token_given: bool },
+
+    /// A gated or private Hub repository that refused us: no token, or one without access.
+    #[error("{kind} repository `{repo}` is gated or private and {}. {TOKEN_HELP}", if *token_given {
+        "the token given has no access to it: accept its conditions on the repository's page, or use another token"
+    } else { "needs a Hugging Face token" })]
+    NeedsToken { kind: &'static str, repo: String, token_given: bool },
+
+    /// A config of a Hub dataset that does not exist.
+    #[error("dataset `{repo}` has no config `{config}`; its configs are: {}", available.join(", "))]
+    NoSuchConfig { repo: String, config: String, available: Vec<String> },
+
+    /// A split of a Hub dataset's config that does not exist.
+    #[error("config `{config}` of dataset `{repo}` has no split `{split}`; its splits are: {}", available.join(", "))]
+    NoSuchSplit { repo: String, config: String, split: String, available: Vec<String> },
+
+    /// The Hub (or the network on the way) failed, after retries where retrying made sense.
+    #[error("{url}: {message}")]
+    Network { url: String, message: String },
+
+    /// Not enough free disk space for a download, found before downloading (or when the disk filled).
+    #[error("not enough disk space in {}: the download needs {} more but {} is free; free some space or point \
+        HF_HUB_CACHE (or HF_HOME) at a bigger disk", path.display(), crate::display::bytes(*needed),
+        crate::display::bytes(*free))]
+    DiskFull { path: PathBuf, needed: u64, free: u64 },
+
+    /// A downloaded file that does not match the checksum or size the Hub gave for it.
+    #[error(
+        "{file}: the downloaded file does not match the Hub's {what}: expected {expected}, got {actual}; \
+        the partial download was removed, download again"
+    )]
+    Checksum { file: String, what: &'static str, expected: String, actual: String },
+
+    /// Offline mode (`HF_HUB_OFFLINE=1`) and something that is not in the cache.
+    #[error("offline (HF_HUB_OFFLINE=1): {what} is not in the Hub cache at {}; unset HF_HUB_OFFLINE to download it",
+        cache.display())]
+    Offline { what: String, cache: PathBuf },
 }
 
 impl Error {
@@ -121,6 +162,11 @@ impl Error {
         Error::Format { path: path.as_ref().to_path_buf(), message: err.to_string() }
     }
 }
+
+/// How to give saekit a Hugging Face token, for errors about gated and private repositories.
+pub const TOKEN_HELP: &str = "Give a token (from https://huggingface.co/settings/tokens) in the HF_TOKEN environment \
+    variable, or in the token file ($HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token, as \
+    `huggingface-cli login` writes it), or with `Hub::with_token`";
 
 /// Formats a count with thousands separators: 12345 → "12,345".
 pub fn count(n: u64) -> String {

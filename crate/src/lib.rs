@@ -3,14 +3,15 @@
 //!
 //! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
-//! dataset. [`display`] renders values for notebooks, terminals and HTML reports; stages use it, never
-//! the reverse.
+//! dataset, and [`hub`] brings datasets and tokenizers from the Hugging Face Hub. [`display`] renders values
+//! for notebooks, terminals and HTML reports; stages use it, never the reverse.
 
 pub mod catalog;
 pub mod data;
 pub mod display;
 pub mod error;
 pub mod files;
+pub mod hub;
 pub mod jobs;
 pub mod report;
 pub mod sources;
@@ -33,6 +34,7 @@ pub mod prelude {
     pub use crate::catalog::{Dataset, DatasetFilter, DatasetList, DatasetStatus, Workspace};
     pub use crate::display::{Histogram, LineChart, MimeBundle, Render};
     pub use crate::error::{Error, Result};
+    pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};
     pub use crate::report::Report;
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};

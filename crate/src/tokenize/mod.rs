@@ -85,6 +85,21 @@ impl Tokenizer {
         Ok(Tokenizer { name, inner })
     }
 
+    /// The `tokenizer.json` of a model repository on the Hugging Face Hub (e.g. `gpt2`,
+    /// `EleutherAI/pythia-70m`), fetched into (or found in) the HF cache; see [`crate::hub::Hub::from_env`]
+    /// for the endpoint, token, cache and offline mode it uses.
+    pub fn from_hub(repo: &str) -> Result<Tokenizer> {
+        Tokenizer::from_hub_with(&crate::hub::Hub::from_env()?, repo)
+    }
+
+    /// [`Tokenizer::from_hub`] through a given Hub connection. The tokenizer is named after the repository.
+    pub fn from_hub_with(hub: &crate::hub::Hub, repo: &str) -> Result<Tokenizer> {
+        let path = hub.model(repo).file("tokenizer.json")?;
+        let mut tokenizer = Tokenizer::from_file(path)?;
+        tokenizer.rename(repo);
+        Ok(tokenizer)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
