@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what saekit needs on a fresh machine with a Rust toolchain and Python 3: builds the workspace
-# and creates .venv with Jupyter and the test libraries. Safe to run again: it only redoes what changed.
+# Installs what saekit needs on a fresh machine with a Rust toolchain and Python 3: builds the library, the
+# CLI and the Jupyter kernel, creates .venv with Jupyter and the test libraries, and registers the kernel
+# there. Safe to run again: it only redoes what changed.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$SAEKIT_ROOT"
@@ -29,4 +30,13 @@ if ! command -v chromium >/dev/null; then
 fi
 
 echo "== building saekit"
-cargo build --workspace --bins
+cargo build -p saekit --bins
+
+echo "== building saekit-kernel (optimised: it embeds rust-analyzer, unusably slow unoptimised)"
+CARGO_TARGET_DIR="$SAEKIT_KERNEL_TARGET" cargo build -p saekit-kernel --profile kernel --bins
+
+# The kernelspec goes into .venv, where that venv's Jupyter finds it; the install also builds saekit once
+# into a persistent build slot ($SAEKIT_KERNEL_HOME, default ~/.cache/saekit-kernel), so kernels start in
+# seconds instead of compiling saekit's dependencies (minutes, the first time on a machine).
+echo "== installing the saekit kernel into .venv"
+"$SAEKIT_KERNEL_BIN" install --prefix .venv

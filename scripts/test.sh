@@ -6,8 +6,11 @@ source "$(dirname "$0")/env.sh"
 cd "$SAEKIT_ROOT"
 bash scripts/setup.sh
 
-echo "== cargo test"
-cargo test --workspace --no-fail-fast
+echo "== cargo test (saekit)"
+cargo test -p saekit --no-fail-fast
+
+echo "== cargo test (saekit-kernel, with the kernel's optimised profile so nothing is built twice)"
+CARGO_TARGET_DIR="$SAEKIT_KERNEL_TARGET" cargo test -p saekit-kernel --profile kernel --no-fail-fast
 
 echo "== cargo test --features polars (the optional DataFrame interop still builds and converts)"
 cargo test -p saekit --features polars --lib interop

@@ -32,7 +32,7 @@ pub mod interop;
 /// into scope is what lets evcxr show saekit values richly.
 pub mod prelude {
     pub use crate::catalog::{Dataset, DatasetFilter, DatasetList, DatasetStatus, Workspace};
-    pub use crate::display::{Histogram, LineChart, MimeBundle, Render};
+    pub use crate::display::{Histogram, LineChart, LiveDisplay, MimeBundle, Render, clear_output, show, show_live};
     pub use crate::error::{Error, Result};
     pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};

@@ -4,9 +4,11 @@
 //! draw tables, cards and charts; the stages decide what to draw.
 
 mod chart;
+pub mod kernel;
 mod table;
 
 pub use chart::{Histogram, LineChart};
+pub use kernel::{LiveDisplay, clear_output, show, show_live};
 pub use table::{Card, Table};
 
 /// Representations of one value, keyed by MIME type, `text/plain` first.

@@ -5,10 +5,11 @@
 //! The work itself is plain code that takes a [`JobContext`]: it reports progress and checks for
 //! cancellation there, so the same function runs inline in a test or as a job in a cell.
 
+mod interrupt;
 mod render;
 mod terminal;
 
-pub use render::progress_line;
+pub use render::{progress_bundle, progress_line};
 pub use terminal::TerminalBar;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -276,6 +277,7 @@ impl<T: Send + 'static> Job<T> {
         let context = JobContext { shared: shared.clone() };
         let slot = result.clone();
         let thread = std::thread::Builder::new().name(format!("saekit job {name}")).spawn(move || {
+            let _interrupt = interrupt::InterruptWatch::connect(&context.shared);
             {
                 let mut state = lock(&context.shared.state);
                 state.status = JobStatus::Running;

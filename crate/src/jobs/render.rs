@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use super::{Job, JobStatus, Progress};
-use crate::display::{MimeBundle, Render, STYLE, escape};
+use std::sync::Arc;
+
+use super::{Job, JobStatus, Progress, ProgressSink};
+use crate::display::{MimeBundle, Render, STYLE, escape, kernel};
 use crate::error::count;
 
 fn amount(n: u64, unit: &str) -> String {
@@ -86,9 +88,43 @@ pub fn progress_html(p: &Progress) -> String {
     )
 }
 
+/// The bundle of a progress snapshot: a text bar and the HTML card.
+pub fn progress_bundle(p: &Progress) -> MimeBundle {
+    MimeBundle::new(progress_line(p)).with("text/html", progress_html(p))
+}
+
 impl<T> Render for Job<T> {
     fn bundle(&self) -> MimeBundle {
-        let p = self.progress();
-        MimeBundle::new(progress_line(&p)).with("text/html", progress_html(&p))
+        progress_bundle(&self.progress())
+    }
+
+    /// Under saekit-kernel a job shows as a live display that updates in place (at most
+    /// [`MAX_EVENTS_PER_SECOND`](super::MAX_EVENTS_PER_SECOND) times a second) until its final rendering,
+    /// also after the cell has returned. Elsewhere it shows its state now.
+    fn evcxr_display(&self) {
+        if !kernel::under_kernel() {
+            print!("{}", self.bundle().to_evcxr());
+            return;
+        }
+        let id = kernel::new_display_id();
+        kernel::display_bundle(&self.bundle(), Some(&id));
+        if !self.status().is_finished() {
+            self.subscribe(Arc::new(LiveProgress { id: id.clone() }));
+            // It may have finished between the snapshot and the subscription: show the final state.
+            if self.status().is_finished() {
+                kernel::update_bundle(&id, &self.bundle());
+            }
+        }
+    }
+}
+
+/// Sends a job's progress to its display under saekit-kernel.
+struct LiveProgress {
+    id: String,
+}
+
+impl ProgressSink for LiveProgress {
+    fn progress(&self, progress: &Progress) {
+        kernel::update_bundle(&self.id, &progress_bundle(progress));
     }
 }

@@ -1,0 +1,239 @@
+//! The evcxr engine on a thread of its own: it compiles and runs cells, completes and inspects code, and
+//! preloads saekit when it starts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Instant;
+
+use evcxr::{CommandContext, EvalCallbacks};
+use tokio::sync::oneshot;
+
+use crate::outputs::Outputs;
+
+pub struct Failure {
+    pub ename: String,
+    pub evalue: String,
+    pub traceback: Vec<String>,
+}
+
+pub struct Executed {
+    /// The cell's value as a MIME bundle (empty when it has none).
+    pub data: HashMap<String, String>,
+    pub failure: Option<Failure>,
+}
+
+pub struct Completed {
+    pub matches: Vec<String>,
+    pub start: usize,
+    pub end: usize,
+}
+
+pub enum Request {
+    Execute { code: String, input: Box<dyn Fn(String, bool) -> String + Send>, reply: oneshot::Sender<Executed> },
+    Complete { code: String, cursor: usize, reply: oneshot::Sender<Completed> },
+    Inspect { code: String, cursor: usize, reply: oneshot::Sender<Option<(String, String)>> },
+}
+
+/// Handles shared with the rest of the kernel.
+#[derive(Clone)]
+pub struct Engine {
+    requests: Sender<Request>,
+    /// evcxr's child process (the same handle across restarts).
+    pub process: Arc<std::sync::Mutex<Option<Arc<std::sync::Mutex<std::process::Child>>>>>,
+    /// The variables defined so far, refreshed after each cell (to say what an interrupt lost).
+    pub variables: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Engine {
+    pub fn send(&self, request: Request) {
+        let _ = self.requests.send(request);
+    }
+}
+
+/// Starts the engine thread. `preload` runs once, before any request.
+pub fn start(outputs: Arc<Outputs>, preload: Vec<String>) -> Engine {
+    let (requests, receiver) = channel();
+    let engine = Engine {
+        requests,
+        process: Arc::new(std::sync::Mutex::new(None)),
+        variables: Arc::new(std::sync::Mutex::new(Vec::new())),
+    };
+    let handles = engine.clone();
+    std::thread::Builder::new()
+        .name("evcxr".into())
+        .stack_size(64 << 20)
+        .spawn(move || run(receiver, handles, outputs, preload))
+        .expect("cannot start the evcxr thread");
+    engine
+}
+
+fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, preload: Vec<String>) {
+    let started = Instant::now();
+    let (mut ctx, channels) = match CommandContext::new() {
+        Ok(pair) => pair,
+        Err(e) => {
+            let message = format!("evcxr could not start: {e}");
+            eprintln!("saekit-kernel: {message}");
+            fail_all(requests, &message);
+            return;
+        }
+    };
+    *handles.process.lock().unwrap() = Some(ctx.process_handle());
+    let stderr = channels.stderr.clone();
+    {
+        let out = outputs.clone();
+        std::thread::spawn(move || {
+            for line in channels.stdout.iter() {
+                out.stdout_line(line);
+            }
+        });
+        let out = outputs.clone();
+        std::thread::spawn(move || {
+            for line in channels.stderr.iter() {
+                out.stderr_line(line);
+            }
+        });
+    }
+    let mut preload_error = None;
+    for code in &preload {
+        if let Err(e) = ctx.execute(code) {
+            preload_error = Some(format!("saekit-kernel could not preload `{code}`: {e}"));
+            eprintln!("{}", preload_error.as_deref().unwrap_or_default());
+            break;
+        }
+    }
+    eprintln!("saekit-kernel: engine ready in {:.2} s", started.elapsed().as_secs_f64());
+
+    for request in requests {
+        match request {
+            Request::Execute { code, input, reply } => {
+                let callbacks = EvalCallbacks { input_reader: &|req| input(req.prompt.clone(), req.is_password) };
+                let executed = execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take());
+                *handles.variables.lock().unwrap() = ctx.variables_and_types().map(|(n, _)| n.to_string()).collect();
+                let _ = reply.send(executed);
+            }
+            Request::Complete { code, cursor, reply } => {
+                let completed = match ctx.completions(&code, cursor) {
+                    Ok(c) => Completed {
+                        matches: c.completions.into_iter().map(|c| c.code).collect(),
+                        start: c.start_offset,
+                        end: c.end_offset,
+                    },
+                    Err(_) => Completed { matches: Vec::new(), start: cursor, end: cursor },
+                };
+                let _ = reply.send(completed);
+            }
+            Request::Inspect { code, cursor, reply } => {
+                let _ = reply.send(ctx.hover_at(&code, cursor).ok().filter(|(text, _)| !text.trim().is_empty()));
+            }
+        }
+    }
+}
+
+fn fail_all(requests: Receiver<Request>, message: &str) {
+    for request in requests {
+        match request {
+            Request::Execute { reply, .. } => {
+                let failure =
+                    Failure { ename: "KernelError".into(), evalue: message.into(), traceback: vec![message.into()] };
+                let _ = reply.send(Executed { data: HashMap::new(), failure: Some(failure) });
+            }
+            Request::Complete { cursor, reply, .. } => {
+                let _ = reply.send(Completed { matches: Vec::new(), start: cursor, end: cursor });
+            }
+            Request::Inspect { reply, .. } => {
+                let _ = reply.send(None);
+            }
+        }
+    }
+}
+
+fn execute(
+    ctx: &mut CommandContext,
+    code: &str,
+    mut callbacks: EvalCallbacks,
+    outputs: &Outputs,
+    stderr: &crossbeam_channel::Receiver<String>,
+    preload_error: Option<String>,
+) -> Executed {
+    if let Some(message) = preload_error {
+        outputs.stderr_line(message);
+    }
+    let result = ctx.execute_with_callbacks(code, &mut callbacks);
+    outputs.sync_with_child(|| !stderr.is_empty());
+    let (panicked, cell_stderr) = outputs.cell_outcome();
+    match result {
+        Ok(_) if panicked => Executed { data: HashMap::new(), failure: Some(panic_failure(&cell_stderr)) },
+        Ok(out) => {
+            let data = out.content_by_mime_type.into_iter().filter(|(mime, _)| !mime.is_empty()).collect();
+            Executed { data, failure: None }
+        }
+        Err(e) => Executed { data: HashMap::new(), failure: Some(error_failure(e)) },
+    }
+}
+
+/// A panic, told from the message Rust printed on stderr: `thread '...' panicked at FILE:LINE:COL:` then
+/// the message.
+fn panic_failure(stderr: &[String]) -> Failure {
+    let start = stderr.iter().rposition(|l| l.contains("panicked at"));
+    let (location, message) = match start {
+        Some(i) => {
+            let message: Vec<&str> = stderr[i + 1..]
+                .iter()
+                .map(String::as_str)
+                .take_while(|l| !l.starts_with("note: ") && !l.starts_with("stack backtrace:"))
+                .collect();
+            (stderr[i].clone(), message.join("\n"))
+        }
+        None => (String::new(), "the cell panicked".to_string()),
+    };
+    let mut traceback = Vec::new();
+    if !location.is_empty() {
+        traceback.push(location);
+    }
+    traceback.push(message.clone());
+    traceback.push("Variables defined before this cell are kept.".to_string());
+    Failure { ename: "panic".into(), evalue: message, traceback }
+}
+
+fn error_failure(error: evcxr::Error) -> Failure {
+    match error {
+        evcxr::Error::CompilationErrors(errors) => {
+            let mut traceback = Vec::new();
+            for error in &errors {
+                let code = error.code().map(|c| format!("[{c}]")).unwrap_or_default();
+                traceback.push(format!("{}{code}: {}", error.level(), error.message()));
+                for spanned in error.spanned_messages() {
+                    traceback.extend(spanned.lines.iter().cloned());
+                    if let Some(span) = &spanned.span {
+                        let width = span.end_column.saturating_sub(span.start_column).max(1);
+                        traceback.push(format!(
+                            "{}{} {}",
+                            " ".repeat(span.start_column.saturating_sub(1)),
+                            "^".repeat(width),
+                            spanned.label
+                        ));
+                    }
+                }
+                for help in error.help() {
+                    traceback.push(format!("help: {help}"));
+                }
+                if let Some(hint) = error.evcxr_extra_hint() {
+                    traceback.push(format!("hint: {hint}"));
+                }
+            }
+            let evalue = errors.iter().map(|e| e.message()).collect::<Vec<_>>().join("\n");
+            Failure { ename: "CompilationError".into(), evalue, traceback }
+        }
+        evcxr::Error::SubprocessTerminated(message) => Failure {
+            ename: "ProcessEnded".into(),
+            evalue: message.clone(),
+            traceback: vec![message, "The process that ran the cells ended; variables defined before are lost.".into()],
+        },
+        other => {
+            let message = other.to_string();
+            Failure { ename: "Error".into(), evalue: message.clone(), traceback: vec![message] }
+        }
+    }
+}

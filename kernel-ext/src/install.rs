@@ -1,0 +1,234 @@
+//! `saekit-kernel install`: the kernelspec, and saekit built once into a persistent build slot.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::slots;
+
+pub fn install(args: &[String]) -> Result<()> {
+    let mut prefix: Option<PathBuf> = None;
+    let mut name = "saekit".to_string();
+    let mut display_name = "Rust (saekit)".to_string();
+    let mut prebuild_too = true;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--user" => prefix = None,
+            "--prefix" | "--sys-prefix" => {
+                let value = if args[i] == "--sys-prefix" {
+                    std::env::var_os("VIRTUAL_ENV")
+                        .map(PathBuf::from)
+                        .context("--sys-prefix needs an active virtualenv")?
+                } else {
+                    i += 1;
+                    PathBuf::from(args.get(i).context("--prefix needs a directory")?)
+                };
+                prefix = Some(value);
+            }
+            "--name" => {
+                i += 1;
+                name = args.get(i).context("--name needs a value")?.clone();
+            }
+            "--display-name" => {
+                i += 1;
+                display_name = args.get(i).context("--display-name needs a value")?.clone();
+            }
+            "--no-prebuild" => prebuild_too = false,
+            other => bail!("unknown option {other:?} (see `saekit-kernel --help`)"),
+        }
+        i += 1;
+    }
+    let kernels = match prefix {
+        Some(p) => p.join("share").join("jupyter").join("kernels"),
+        None => user_data_dir().join("kernels"),
+    };
+    let dir = kernels.join(&name);
+    write_kernelspec(&dir, &display_name)?;
+    println!("installed kernelspec {name:?} in {}", dir.display());
+    if prebuild_too {
+        prebuild()?;
+    }
+    Ok(())
+}
+
+/// Jupyter's per-user data directory: `$JUPYTER_DATA_DIR`, else `$XDG_DATA_HOME/jupyter`, else
+/// `~/.local/share/jupyter`.
+fn user_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("JUPYTER_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("jupyter");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local").join("share").join("jupyter")
+}
+
+fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let exe = std::env::current_exe()?.canonicalize()?;
+    let crate_path = crate::saekit_crate_path();
+    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
+    let mut env = serde_json::Map::new();
+    env.insert("SAEKIT_CRATE_PATH".into(), json!(crate_path));
+    if let Some(home) = std::env::var_os("SAEKIT_KERNEL_HOME") {
+        env.insert("SAEKIT_KERNEL_HOME".into(), json!(PathBuf::from(home)));
+    }
+    let spec = json!({
+        "argv": [exe, "--connection-file", "{connection_file}"],
+        "display_name": display_name,
+        "language": "rust",
+        "interrupt_mode": "message",
+        "env": env,
+        "metadata": {"debugger": false},
+    });
+    std::fs::write(dir.join("kernel.json"), serde_json::to_string_pretty(&spec)? + "\n")?;
+    std::fs::write(dir.join("logo-svg.svg"), LOGO_SVG)?;
+    std::fs::write(dir.join("logo-32x32.png"), logo_png(32))?;
+    std::fs::write(dir.join("logo-64x64.png"), logo_png(64))?;
+    Ok(())
+}
+
+/// Builds saekit into a free build slot (the first kernel's), with cargo's progress on stderr.
+pub fn prebuild() -> Result<PathBuf> {
+    let home = crate::kernel_home();
+    let slot = slots::acquire(&home)?;
+    // SAFETY: set before evcxr starts its threads and child.
+    unsafe { std::env::set_var("EVCXR_TMPDIR", &slot.dir) };
+    let crate_path = crate::saekit_crate_path();
+    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
+    eprintln!(
+        "building saekit ({}) into {} so that kernels start in seconds; the first time this takes minutes",
+        crate_path.display(),
+        slot.dir.display()
+    );
+    let start = Instant::now();
+    let (mut ctx, channels) = evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("evcxr: {e}"))?;
+    std::thread::spawn(move || {
+        for line in channels.stderr.iter() {
+            eprintln!("{line}");
+        }
+    });
+    std::thread::spawn(move || for _ in channels.stdout.iter() {});
+    let cells = [
+        format!(":dep saekit = {{ path = {:?} }}", crate_path.display().to_string()),
+        "use saekit::prelude::*;".to_string(),
+        "saekit::VERSION".to_string(),
+    ];
+    for cell in &cells {
+        ctx.execute(cell).map_err(|e| anyhow::anyhow!("building saekit failed at `{cell}`: {e}"))?;
+    }
+    slot.mark_built()?;
+    eprintln!("saekit built in {:.0} s ({})", start.elapsed().as_secs_f64(), slot.dir.display());
+    Ok(slot.dir.clone())
+}
+
+const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" rx="12" fill="#b7410e"/><g fill="#fff"><rect x="12" y="40" width="8" height="12"/><rect x="24" y="30" width="8" height="22"/><rect x="36" y="20" width="8" height="32"/><rect x="48" y="12" width="6" height="40"/></g></svg>"##;
+
+/// The logo as a PNG: rust-coloured tile with rising white bars (a histogram), drawn here.
+fn logo_png(size: u32) -> Vec<u8> {
+    let scale = size as f32 / 64.0;
+    let bars = [(12.0, 40.0, 8.0), (24.0, 30.0, 8.0), (36.0, 20.0, 8.0), (48.0, 12.0, 6.0)];
+    let mut raw = Vec::with_capacity((size * (size * 4 + 1)) as usize);
+    for y in 0..size {
+        raw.push(0); // filter: none
+        for x in 0..size {
+            let (fx, fy) = (x as f32 / scale, y as f32 / scale);
+            let bar = bars.iter().any(|&(bx, by, w)| fx >= bx && fx < bx + w && fy >= by && fy < 52.0);
+            let corner = {
+                let r = 12.0;
+                let cx = fx.clamp(r, 64.0 - r);
+                let cy = fy.clamp(r, 64.0 - r);
+                (fx - cx).powi(2) + (fy - cy).powi(2) > r * r
+            };
+            let px = if corner {
+                [0, 0, 0, 0]
+            } else if bar {
+                [255, 255, 255, 255]
+            } else {
+                [0xb7, 0x41, 0x0e, 255]
+            };
+            raw.extend_from_slice(&px);
+        }
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &zlib_stored(&raw));
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = png.len();
+    png.extend_from_slice(kind);
+    png.extend_from_slice(data);
+    let crc = crc32(&png[start..]);
+    png.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// A zlib stream of uncompressed ("stored") deflate blocks.
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = data.chunks(65535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + byte as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_and_png_header() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let png = logo_png(32);
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert!(png.ends_with(&[0xae, 0x42, 0x60, 0x82])); // IEND's CRC
+    }
+
+    #[test]
+    fn kernelspec_names_the_binary_and_message_interrupts() {
+        let dir = std::env::temp_dir().join(format!("saekit-kernelspec-{}", std::process::id()));
+        write_kernelspec(&dir, "Rust (saekit)").unwrap();
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).unwrap()).unwrap();
+        assert_eq!(spec["argv"][1], "--connection-file");
+        assert_eq!(spec["argv"][2], "{connection_file}");
+        assert_eq!(spec["interrupt_mode"], "message");
+        assert_eq!(spec["language"], "rust");
+        assert!(spec["env"]["SAEKIT_CRATE_PATH"].as_str().unwrap().ends_with("crate"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

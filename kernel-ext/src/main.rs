@@ -1,0 +1,85 @@
+//! `saekit-kernel`: a Jupyter kernel for Rust on the evcxr engine, with saekit preloaded and outputs that
+//! update in place.
+//!
+//! One binary plays three parts, chosen by how it is started:
+//! - the kernel (`saekit-kernel --connection-file F`), which speaks the Jupyter protocol;
+//! - evcxr's child process, which loads and runs the compiled cells (evcxr re-executes this binary with
+//!   `EVCXR_IS_RUNTIME` set); here [`child::interpose`] first routes the child's stdout through the kernel
+//!   channel, so output and display updates arrive live even while no cell runs;
+//! - `saekit-kernel install`, which registers the kernelspec and builds saekit once into a build slot.
+
+mod child;
+mod engine;
+mod history;
+mod install;
+mod outputs;
+mod protocol;
+mod server;
+mod slots;
+mod syntax;
+
+use std::path::PathBuf;
+
+const USAGE: &str = "\
+saekit-kernel: a Jupyter kernel for Rust with saekit preloaded
+
+usage:
+  saekit-kernel --connection-file FILE     run the kernel (Jupyter starts it this way)
+  saekit-kernel install [--user | --prefix DIR] [--name NAME] [--no-prebuild]
+                                           register the kernelspec, then build saekit once into a
+                                           persistent build slot so that kernels start in seconds
+  saekit-kernel prebuild                   build saekit into a free build slot (install does this)
+  saekit-kernel --version
+
+environment:
+  SAEKIT_KERNEL_HOME   build slots and history (default ~/.cache/saekit-kernel)
+  SAEKIT_CRATE_PATH    the saekit crate to preload (default: the one this kernel was built from)
+";
+
+fn main() {
+    // In evcxr's child process (and when acting as its rustc wrapper) control never returns from here.
+    child::interpose();
+    evcxr::runtime_hook();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("--connection-file") | Some("--control_file") | Some("-f") => match args.get(1) {
+            Some(file) => server::run(PathBuf::from(file)),
+            None => Err(anyhow::anyhow!("--connection-file needs a file")),
+        },
+        Some("install") => install::install(&args[1..]),
+        Some("prebuild") => install::prebuild().map(|_| ()),
+        Some("--version") | Some("-V") => {
+            println!("saekit-kernel {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("saekit-kernel: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The saekit crate that kernels preload: `SAEKIT_CRATE_PATH`, else the crate beside this kernel's source.
+pub fn saekit_crate_path() -> PathBuf {
+    match std::env::var_os("SAEKIT_CRATE_PATH") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crate")),
+    }
+}
+
+/// Where build slots and history live.
+pub fn kernel_home() -> PathBuf {
+    if let Some(p) = std::env::var_os("SAEKIT_KERNEL_HOME") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    match std::env::var_os("XDG_CACHE_HOME") {
+        Some(cache) => PathBuf::from(cache).join("saekit-kernel"),
+        None => home.join(".cache").join("saekit-kernel"),
+    }
+}

@@ -1,0 +1,255 @@
+//! Where a cell's output goes: every stream, display and display update, from whichever source (evcxr's
+//! channels, the child's channel socket, the kernel's own stderr while cargo builds), is published on
+//! iopub as a child of the right request.
+//!
+//! Output that arrives while a cell runs belongs to that cell. Output that arrives after it returned (a
+//! background thread, a job's progress) belongs to the last cell that ran; a display update belongs to the
+//! cell that showed the display, so a job's progress bar keeps updating in place where it was shown.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jupyter_protocol::JupyterMessage;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::protocol::broadcast;
+
+#[derive(Default)]
+struct State {
+    /// The execute request now running, if any.
+    current: Option<JupyterMessage>,
+    /// The last execute request that ran.
+    last: Option<JupyterMessage>,
+    /// Which request showed each display id.
+    displays: HashMap<String, JupyterMessage>,
+    /// The running cell's stderr (to explain a panic) and whether it panicked.
+    cell_stderr: Vec<String>,
+    panicked: bool,
+    /// Writing half of the connection from evcxr's child process.
+    child: Option<UnixStream>,
+    pongs: u64,
+    /// Connections from running saekit jobs, told to cancel on interrupt.
+    jobs: HashMap<u64, UnixStream>,
+    next_job: u64,
+    last_stderr: Option<Instant>,
+}
+
+pub struct Outputs {
+    iopub: UnboundedSender<JupyterMessage>,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Outputs {
+    pub fn new(iopub: UnboundedSender<JupyterMessage>) -> Arc<Outputs> {
+        Arc::new(Outputs { iopub, state: Mutex::new(State::default()), changed: Condvar::new() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes on iopub as a child of `parent`.
+    pub fn publish(&self, msg_type: &str, content: Value, parent: Option<&JupyterMessage>) {
+        let _ = self.iopub.send(broadcast(msg_type, content, parent));
+    }
+
+    /// Publishes as a child of the running cell, else of the last one.
+    fn publish_to_cell(&self, msg_type: &str, content: Value) {
+        let parent = {
+            let state = self.lock();
+            state.current.clone().or_else(|| state.last.clone())
+        };
+        self.publish(msg_type, content, parent.as_ref());
+    }
+
+    pub fn cell_started(&self, request: &JupyterMessage) {
+        let mut state = self.lock();
+        state.current = Some(request.clone());
+        state.cell_stderr.clear();
+        state.panicked = false;
+    }
+
+    /// Whether the running cell panicked, with its stderr so far.
+    pub fn cell_outcome(&self) -> (bool, Vec<String>) {
+        let mut state = self.lock();
+        (std::mem::take(&mut state.panicked), std::mem::take(&mut state.cell_stderr))
+    }
+
+    /// Ends the running cell: later output goes to it as the last cell.
+    pub fn cell_finished(&self) {
+        let mut state = self.lock();
+        state.last = state.current.take();
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.lock().current.is_some()
+    }
+
+    /// Waits until everything the child printed before now has been published: a ping answered in order
+    /// on the child's socket, then stderr quiet for a moment (evcxr forwards stderr on its own thread).
+    pub fn sync_with_child(&self, stderr_pending: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut state = self.lock();
+        let target = state.pongs + 1;
+        if let Some(child) = state.child.as_mut() {
+            let ping = format!("{}\n", json!({"op": "ping", "n": target}));
+            if child.write_all(ping.as_bytes()).is_ok() {
+                while state.pongs < target && Instant::now() < deadline {
+                    state = self
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(50))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        drop(state);
+        let quiet = Duration::from_millis(15);
+        while Instant::now() < deadline {
+            let recent = self.lock().last_stderr.is_some_and(|t| t.elapsed() < quiet);
+            if !stderr_pending() && !recent {
+                std::thread::sleep(quiet);
+                if !stderr_pending() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A line of stderr from evcxr's child.
+    pub fn stderr_line(&self, line: String) {
+        let text = format!("{line}\n");
+        {
+            let mut state = self.lock();
+            state.last_stderr = Some(Instant::now());
+            if state.current.is_some() {
+                state.cell_stderr.push(line);
+            }
+        }
+        self.publish_to_cell("stream", json!({"name": "stderr", "text": text}));
+    }
+
+    /// A line of stdout that evcxr passed on (rare: user output normally comes over the socket).
+    pub fn stdout_line(&self, line: String) {
+        self.publish_to_cell("stream", json!({"name": "stdout", "text": format!("{line}\n")}));
+    }
+
+    /// A line the kernel process itself wrote to stderr: cargo's "Compiling ..." while a cell builds
+    /// its dependencies is shown in that cell.
+    pub fn kernel_stderr_line(&self, line: &str) {
+        let compiling = line.trim_start().starts_with("Compiling ");
+        if compiling && self.is_busy() {
+            self.publish_to_cell("stream", json!({"name": "stderr", "text": format!("{}\n", line.trim())}));
+        }
+    }
+
+    /// Asks every running saekit job to cancel; returns how many were asked.
+    pub fn cancel_jobs(&self) -> usize {
+        let mut state = self.lock();
+        state.jobs.retain(|_, job| job.write_all(b"cancel\n").is_ok());
+        state.jobs.len()
+    }
+
+    /// Handles one message from the child's socket.
+    fn child_message(&self, message: Value) {
+        match message["op"].as_str().unwrap_or("") {
+            "stream" => {
+                let name = if message["name"] == "stderr" { "stderr" } else { "stdout" };
+                self.publish_to_cell("stream", json!({"name": name, "text": message["text"]}));
+            }
+            "pong" => {
+                let mut state = self.lock();
+                state.pongs = state.pongs.max(message["n"].as_u64().unwrap_or(0));
+                self.changed.notify_all();
+            }
+            "panic" => self.lock().panicked = true,
+            "display" => {
+                let data = message.get("data").cloned().unwrap_or_else(|| json!({}));
+                let metadata = message.get("metadata").cloned().unwrap_or_else(|| json!({}));
+                let parent = {
+                    let mut state = self.lock();
+                    let parent = state.current.clone().or_else(|| state.last.clone());
+                    if let (Some(id), Some(p)) = (message["display_id"].as_str(), parent.as_ref()) {
+                        state.displays.insert(id.to_string(), p.clone());
+                    }
+                    parent
+                };
+                let mut content = json!({"data": data, "metadata": metadata, "transient": {}});
+                if let Some(id) = message["display_id"].as_str() {
+                    content["transient"] = json!({"display_id": id});
+                }
+                self.publish("display_data", content, parent.as_ref());
+            }
+            "update" => {
+                let Some(id) = message["display_id"].as_str() else { return };
+                let parent = self.lock().displays.get(id).cloned();
+                let content = json!({
+                    "data": message.get("data").cloned().unwrap_or_else(|| json!({})),
+                    "metadata": message.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    "transient": {"display_id": id},
+                });
+                self.publish("update_display_data", content, parent.as_ref());
+            }
+            "clear" => {
+                self.publish_to_cell("clear_output", json!({"wait": message["wait"].as_bool().unwrap_or(false)}))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Listens on the channel socket: evcxr's child connects once per start ("hello"), each running saekit
+/// job connects to be cancellable ("job").
+pub fn listen(path: &Path, outputs: Arc<Outputs>) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::thread::Builder::new().name("channel".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let outputs = outputs.clone();
+            std::thread::spawn(move || serve(stream, outputs));
+        }
+    })?;
+    Ok(())
+}
+
+fn serve(stream: UnixStream, outputs: Arc<Outputs>) {
+    let Ok(writer) = stream.try_clone() else { return };
+    let mut lines = BufReader::new(stream).lines();
+    let Some(Ok(first)) = lines.next() else { return };
+    let Ok(hello) = serde_json::from_str::<Value>(&first) else { return };
+    match hello["op"].as_str() {
+        Some("hello") => {
+            outputs.lock().child = Some(writer);
+            for line in lines {
+                let Ok(line) = line else { break };
+                if let Ok(message) = serde_json::from_str::<Value>(&line) {
+                    outputs.child_message(message);
+                }
+            }
+        }
+        Some("job") => {
+            let id = {
+                let mut state = outputs.lock();
+                state.next_job += 1;
+                let id = state.next_job;
+                state.jobs.insert(id, writer);
+                id
+            };
+            // The job closes its end when it finishes.
+            for line in lines {
+                if line.is_err() {
+                    break;
+                }
+            }
+            outputs.lock().jobs.remove(&id);
+        }
+        _ => {}
+    }
+}
