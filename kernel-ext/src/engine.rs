@@ -237,3 +237,30 @@ fn error_failure(error: evcxr::Error) -> Failure {
         }
     }
 }
+
+/// Lets evcxr's child process find Rust's `libstd-*.so`. Cells are built as shared objects linked to it
+/// with a relative run path computed for cargo's `deps/` directory, while evcxr loads the copy one level
+/// up; the path only happens to work when the build directory and the toolchain share no parent but `/`
+/// (a build dir under `~/.cache` with rustup under `~/.rustup` breaks it). The child inherits this.
+pub fn prepare_child_env() {
+    let output = |args: &[&str]| {
+        std::process::Command::new("rustc")
+            .args(args)
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .unwrap_or_default()
+    };
+    let sysroot = output(&["--print", "sysroot"]).trim().to_string();
+    let host = output(&["-vV"]).lines().find_map(|l| l.strip_prefix("host: ").map(str::to_string)).unwrap_or_default();
+    if sysroot.is_empty() || host.is_empty() {
+        return;
+    }
+    let lib = format!("{sysroot}/lib/rustlib/{host}/lib");
+    let path = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(existing) if !existing.is_empty() => format!("{lib}:{existing}"),
+        _ => lib,
+    };
+    // SAFETY: called before evcxr starts any thread or process.
+    unsafe { std::env::set_var("LD_LIBRARY_PATH", path) };
+}

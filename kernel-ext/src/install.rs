@@ -98,6 +98,7 @@ pub fn prebuild() -> Result<PathBuf> {
     let slot = slots::acquire(&home)?;
     // SAFETY: set before evcxr starts its threads and child.
     unsafe { std::env::set_var("EVCXR_TMPDIR", &slot.dir) };
+    crate::engine::prepare_child_env();
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     eprintln!(

@@ -37,6 +37,7 @@ pub fn run(connection_file: PathBuf) -> Result<()> {
         std::env::set_var("EVCXR_TMPDIR", &slot.dir);
         std::env::set_var(child::SOCKET_ENV, &socket_path);
     }
+    engine::prepare_child_env();
 
     let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();
     let outputs = Outputs::new(iopub_tx);
@@ -395,7 +396,7 @@ fn kernel_info(shared: &Shared) -> Value {
         "implementation": "saekit-kernel",
         "implementation_version": env!("CARGO_PKG_VERSION"),
         "language_info": {
-            "name": "Rust",
+            "name": "rust",
             "version": shared.rust_version,
             "mimetype": "text/rust",
             "file_extension": ".rs",
