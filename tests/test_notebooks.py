@@ -1,0 +1,332 @@
+"""The notebooks through a real Jupyter client: every notebook in notebooks/ executed with nbclient in the
+saekit kernel, then targeted cases in scratch notebooks and, where nbclient would hide the timing, with
+jupyter_client directly (raw iopub messages with their arrival times).
+
+Cells of the notebooks may carry tags that say what their output must be: `expect-html` (a rich output
+with text/html), `expect-svg` (a chart: image/svg+xml), `job` (a live job display that must end in its
+final rendering)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+import kernel_util
+from kernel_util import KernelSession, execute_notebook, notebook_paths, rich_outputs
+
+NOTEBOOKS = notebook_paths()
+
+
+def scratch(*sources: str):
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": kernel_util.kernel_under_test(), "display_name": "Rust (saekit)", "language": "rust"}
+    return nb
+
+
+def plain(output) -> str:
+    if output["output_type"] == "stream":
+        return output["text"]
+    if output["output_type"] == "error":
+        return f"{output['ename']}: {output['evalue']}"
+    return output.get("data", {}).get("text/plain", "")
+
+
+def describe(cell) -> str:
+    return f"cell {cell.source[:80]!r} → " + "; ".join(
+        f"{o['output_type']}{sorted(o.get('data', {}))} {plain(o)[:100]!r}" for o in cell.get("outputs", [])
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every notebook in notebooks/
+
+
+@pytest.fixture(scope="module", params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def executed(request, tmp_path_factory):
+    """A notebook executed in the saekit kernel, in a fresh workspace (and the seconds it took)."""
+    path = request.param
+    workspace = tmp_path_factory.mktemp(f"ws-{path.stem}")
+    nb = nbformat.read(path, as_version=4)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SAEKIT_NOTEBOOK_WORKSPACE", str(workspace))
+    started = time.monotonic()
+    try:
+        execute_notebook(nb, cwd=tmp_path_factory.mktemp(f"cwd-{path.stem}"), timeout=900, allow_errors=True)
+    finally:
+        mp.undo()
+    return path, nb, time.monotonic() - started
+
+
+def test_notebook_runs_without_errors(executed):
+    path, nb, seconds = executed
+    errors = [describe(c) for c in nb.cells if any(o["output_type"] == "error" for o in c.get("outputs", []))]
+    assert not errors, f"{path.name}: error outputs:\n" + "\n".join(errors)
+    unexecuted = [c.source[:60] for c in nb.cells if c.cell_type == "code" and c.execution_count is None]
+    assert not unexecuted, f"cells that did not run: {unexecuted}"
+
+
+def test_execution_counts_are_consecutive_and_match_results(executed):
+    _, nb, _ = executed
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    for cell in code:
+        for out in cell.outputs:
+            if out["output_type"] == "execute_result":
+                assert out["execution_count"] == cell.execution_count, describe(cell)
+
+
+def test_every_rich_output_has_plain_text(executed):
+    _, nb, _ = executed
+    for cell in nb.cells:
+        for out in rich_outputs(cell):
+            assert out["data"].get("text/plain", "").strip(), f"no text/plain fallback: {describe(cell)}"
+            if "application/vnd.plotly.v1+json" in out["data"]:
+                assert "image/svg+xml" in out["data"], f"a plotly chart without its SVG: {describe(cell)}"
+
+
+def test_tagged_cells_have_expected_outputs(executed):
+    path, nb, _ = executed
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        outs = rich_outputs(cell)
+        if "expect-html" in tags:
+            assert any("text/html" in o["data"] for o in outs), f"{path.name}: no text/html: {describe(cell)}"
+        if "expect-svg" in tags:
+            svgs = [o["data"]["image/svg+xml"] for o in outs if "image/svg+xml" in o["data"]]
+            assert svgs, f"{path.name}: no image/svg+xml: {describe(cell)}"
+            for svg in svgs:
+                assert re.match(r"\s*<svg\b", svg), svg[:80]
+
+
+def test_job_display_ends_in_its_final_rendering(executed):
+    """The job cell's single output is a display (not a stream) that nbclient updated to the job's end state."""
+    path, nb, _ = executed
+    jobs = [c for c in nb.cells if "job" in c.get("metadata", {}).get("tags", [])]
+    if path.stem == "quickstart":
+        assert jobs, "the quickstart shows its tokenization job"
+    for cell in jobs:
+        outs = rich_outputs(cell)
+        assert len(cell.outputs) == 1 and len(outs) == 1, f"one display per job: {describe(cell)}"
+        text = outs[0]["data"]["text/plain"]
+        assert "done in" in text, f"the job's output is not its final rendering: {text!r}"
+        assert "text/html" in outs[0]["data"]
+
+
+def test_quickstart_story(executed):
+    path, nb, seconds = executed
+    if path.stem != "quickstart":
+        pytest.skip("quickstart only")
+    text = "\n".join(plain(o) for c in nb.cells for o in c.get("outputs", []))
+    for expected in ["austen", "kjv", "269", "1,189", "Tokenization", "sequences", "saekit"]:
+        assert expected in text, f"{expected!r} missing from the quickstart's outputs"
+    # The two length histograms come from one cell, as two displays, after their println lines.
+    hist = next(c for c in nb.cells if "show(&stats.length_histogram())" in c.source)
+    kinds = [o["output_type"] for o in hist.outputs]
+    assert kinds.count("display_data") == 2, describe(hist)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Targeted cases in scratch notebooks (nbclient)
+
+
+def test_several_show_calls_give_displays_in_order(tmp_path):
+    nb = scratch(
+        'show(&MimeBundle::new("first").with("text/html", "<b>first</b>"));\n'
+        'show(&MimeBundle::new("second"));\n'
+        'show(&Histogram::new("third", "x", vec![("a".to_string(), 3), ("b".to_string(), 5)]));\n'
+        '"value"'
+    )
+    execute_notebook(nb, cwd=tmp_path)
+    outs = nb.cells[0].outputs
+    assert [o["output_type"] for o in outs] == ["display_data"] * 3 + ["execute_result"], describe(nb.cells[0])
+    assert plain(outs[0]) == "first" and outs[0]["data"]["text/html"] == "<b>first</b>"
+    assert plain(outs[1]) == "second"
+    assert "image/svg+xml" in outs[2]["data"] and "application/vnd.plotly.v1+json" in outs[2]["data"]
+    assert plain(outs[3]) == '"value"'
+
+
+def test_prints_and_displays_keep_their_order(tmp_path):
+    nb = scratch('println!("one");\nshow(&MimeBundle::new("two"));\nprintln!("three");\nshow(&MimeBundle::new("four"));')
+    execute_notebook(nb, cwd=tmp_path)
+    outs = nb.cells[0].outputs
+    assert [plain(o).strip() for o in outs] == ["one", "two", "three", "four"], describe(nb.cells[0])
+
+
+def test_clear_output_in_a_notebook(tmp_path):
+    nb = scratch('println!("gone");\nclear_output(false);\nprintln!("kept");')
+    execute_notebook(nb, cwd=tmp_path)
+    assert [plain(o) for o in nb.cells[0].outputs] == ["kept\n"], describe(nb.cells[0])
+
+
+def test_panic_is_an_error_and_variables_survive(tmp_path):
+    nb = scratch(
+        "let keep = 41;",
+        'let v: Vec<u32> = Vec::new();\nprintln!("before the panic");\nv[3]',
+        "keep + 1",
+        'panic!("boom {}", keep)',
+        "keep + 2",
+    )
+    execute_notebook(nb, cwd=tmp_path, allow_errors=True)
+    c = nb.cells
+    errors = [o for o in c[1].outputs if o["output_type"] == "error"]
+    assert len(errors) == 1, describe(c[1])
+    assert "index out of bounds" in errors[0]["evalue"] + "".join(errors[0]["traceback"]), errors[0]
+    assert any(plain(o) == "before the panic\n" for o in c[1].outputs), "stdout before a panic is kept"
+    assert [plain(o) for o in rich_outputs(c[2])] == ["42"], describe(c[2])
+    errors = [o for o in c[3].outputs if o["output_type"] == "error"]
+    assert len(errors) == 1 and "boom 41" in errors[0]["evalue"], describe(c[3])
+    assert [plain(o) for o in rich_outputs(c[4])] == ["43"], describe(c[4])
+
+
+def test_compile_error_is_an_error_with_the_message(tmp_path):
+    nb = scratch("let keep = 1;", 'let x: i32 = "not a number";', "keep")
+    execute_notebook(nb, cwd=tmp_path, allow_errors=True)
+    errors = [o for o in nb.cells[1].outputs if o["output_type"] == "error"]
+    assert len(errors) == 1, describe(nb.cells[1])
+    assert "mismatched types" in errors[0]["evalue"] + "\n".join(errors[0]["traceback"])
+    assert [plain(o) for o in rich_outputs(nb.cells[2])] == ["1"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Raw iopub: what nbclient cannot show (messages after a cell's idle, timing, interrupt)
+
+SLOW_JOB = """
+let slow = Job::spawn("count", |ctx| {{
+    ctx.phase("counting", "steps", Some({steps}));
+    for _ in 0..{steps} {{
+        ctx.check()?;
+        std::thread::sleep(std::time::Duration::from_millis({ms}));
+        ctx.advance(1);
+    }}
+    Ok({steps}u64)
+}});
+"""
+
+
+@pytest.fixture(scope="module")
+def session():
+    with KernelSession() as s:
+        yield s
+
+
+def test_background_thread_stdout_reaches_the_cell_that_started_it(session):
+    a = session.ok(
+        'std::thread::spawn(|| {\n'
+        '    std::thread::sleep(std::time::Duration::from_millis(800));\n'
+        '    println!("from the thread");\n'
+        '});\n'
+        '"started"'
+    )
+    # Arrives on its own, while the kernel is idle, credited to cell a, within a second of being printed.
+    late = session.wait_until(
+        lambda log: [m for m in log if m.parent == a.msg_id and m.type == "stream" and "from the thread" in m.text], 10
+    )
+    assert late[0].t - a.idle < 2.0, f"printed ~0.8 s after the cell, arrived {late[0].t - a.idle:.2f} s after idle"
+    b = session.ok("1 + 1")
+    assert "from the thread" not in b.stdout(), b.describe()
+
+
+def test_background_thread_stderr_is_credited_like_stdout(session):
+    a = session.ok(
+        'std::thread::spawn(|| {\n'
+        '    std::thread::sleep(std::time::Duration::from_millis(500));\n'
+        '    eprintln!("thread warning");\n'
+        '});'
+    )
+    session.wait_until(
+        lambda log: [m for m in log if m.parent == a.msg_id and m.type == "stream" and "thread warning" in m.text], 10
+    )
+
+
+def test_stderr_arrives_before_idle_every_time(session):
+    for i in range(10):
+        ex = session.ok(f'eprintln!("warning {i}"); {i}')
+        assert ex.stderr() == f"warning {i}\n", ex.describe()
+
+
+def test_live_job_updates_its_display_in_place(session):
+    ex = session.ok(SLOW_JOB.format(steps=30, ms=100) + "slow")
+    displays = ex.of_type("display_data")
+    assert len(displays) == 1 and not ex.of_type("execute_result"), ex.describe()
+    display_id = displays[0].display_id
+    assert display_id, f"the job's display has no transient.display_id: {displays[0].content}"
+
+    def final(log):
+        ups = [m for m in log if m.type == "update_display_data" and m.display_id == display_id]
+        return ups if ups and "done in" in ups[-1].text else None
+
+    updates = session.wait_until(final, 30)
+    assert len(updates) >= 3, f"a 3-second job updated only {len(updates)} times: {updates}"
+    assert any(u.t > ex.idle + 0.5 for u in updates), "updates keep coming after the cell has returned"
+    texts = [u.text for u in updates]
+    assert len(set(texts)) >= 3, f"the updates show progress: {texts}"
+    for u in updates:
+        assert "text/plain" in u.content["data"] and "text/html" in u.content["data"]
+    # Bounded rate: at most 4 per second (a little slack for scheduling).
+    times = [u.t for u in updates]
+    for i in range(len(times)):
+        within = [t for t in times[i:] if t - times[i] < 1.0]
+        assert len(within) <= 5, f"{len(within)} updates within one second: {times}"
+    # Exactly one final rendering: nothing after "done".
+    time.sleep(1.0)
+    later = [m for m in session.log if m.type == "update_display_data" and m.display_id == display_id]
+    assert len(later) == len(updates), "no updates after the final rendering"
+
+
+def test_job_shown_with_show_gets_a_display_id(session):
+    ex = session.ok(SLOW_JOB.format(steps=5, ms=100) + "show(&slow);\n42")
+    displays = ex.of_type("display_data")
+    assert len(displays) == 1 and displays[0].display_id, ex.describe()
+    assert [m.text for m in ex.of_type("execute_result")] == ["42"]
+    session.wait_until(
+        lambda log: any(
+            m.type == "update_display_data" and m.display_id == displays[0].display_id and "done in" in m.text for m in log
+        ),
+        15,
+    )
+
+
+def test_update_after_the_cell_is_parented_to_the_running_cell(session):
+    """nbclient drops iopub messages whose parent is not the cell it is running: a job that finishes during
+    `job.wait()` in a later cell must send its final update parented to that cell, before its idle."""
+    ex = session.ok(SLOW_JOB.format(steps=15, ms=100) + "slow")
+    display_id = ex.of_type("display_data")[0].display_id
+    wait = session.ok("slow.wait()?")
+    mine = [m for m in wait.outputs if m.type == "update_display_data" and m.display_id == display_id]
+    assert mine and "done in" in mine[-1].text, (
+        f"no final update parented to the waiting cell before its idle; waiting cell: {wait.describe()}\n"
+        f"all updates: {[m for m in session.log if m.display_id == display_id]}"
+    )
+
+
+def test_interrupt_cancels_the_job_and_keeps_variables(session):
+    session.ok("let keep = 7;\n" + SLOW_JOB.format(steps=600, ms=100))
+    running = session.send_execute("slow.wait()?")
+    time.sleep(2.0)
+    t = session.now()
+    session.interrupt()
+    ex = session.finish(running, timeout=30)
+    assert session.now() - t < 10, "the interrupt ended the cell promptly"
+    assert ex.status == "error", ex.describe()
+    after = session.ok('format!("{} {:?}", keep, slow.status())')
+    assert after.of_type("execute_result")[0].text == '"7 Cancelled"', after.describe()
+
+
+def test_interrupt_of_uncooperative_code_recovers_and_says_so(session):
+    session.ok("let survivor = 5;")
+    running = session.send_execute("loop { std::thread::sleep(std::time::Duration::from_millis(50)); }")
+    time.sleep(2.0)
+    session.interrupt()
+    ex = session.finish(running, timeout=60)
+    assert ex.status == "error", ex.describe()
+    after = session.execute("survivor")
+    if after.status == "ok":
+        assert after.of_type("execute_result")[0].text == "5"
+    else:  # state was lost: the notebook must say so plainly
+        said = " ".join(m.text + " ".join(m.content.get("traceback", [])) for m in ex.outputs + after.outputs)
+        assert re.search(r"lost|restart", said, flags=re.I), f"state lost without saying so:\n{ex.describe()}\n{after.describe()}"
+    assert session.ok("1 + 1").of_type("execute_result")[0].text == "2"
