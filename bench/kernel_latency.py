@@ -1,0 +1,210 @@
+"""Kernel start and cell latency: saekit-kernel against stock evcxr_jupyter 0.22, in one run, same machine.
+
+    source scripts/env.sh
+    cargo build -p saekit-kernel --profile kernel --bins --features stock   # both binaries
+    .venv/bin/python bench/kernel_latency.py [--cells 20] [--starts 3] [--json out/kernel_latency.json]
+
+Both kernels get a warm persistent build directory, so neither compiles saekit while being measured:
+saekit-kernel its own build slots ($SAEKIT_KERNEL_HOME, prebuilt by `saekit-kernel install`), stock evcxr
+a persistent EVCXR_TMPDIR (--stock-build-dir, default ~/.cache/saekit-bench/evcxr-stock) seeded with this
+repository's Cargo.lock and warmed once, unmeasured, with the same setup cell a user of stock evcxr needs:
+
+    :dep saekit = { path = "<repo>/crate" }
+    use saekit::prelude::*;
+
+Measured, for each kernel (starts alternate between the kernels):
+  * start → first kernel_info_reply (kernel_info asked every 0.25 s from the moment the process is spawned)
+  * start → first saekit output: the execute_result of a dataset card (stock evcxr runs its setup cell first)
+  * execute_request → execute_reply of 20 trivial cells (`1 + 1`) and of 20 saekit cells (a dataset card
+    with statistics, `ws.dataset("austen")?`), p50 and p95, in the first session after its setup
+Stock evcxr lacks most of what saekit-kernel adds (display_data, live updates, history, ...): only what both
+can do is measured. The machine's load average is printed beside the results, since it moves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import kernel_util  # noqa: E402
+from kernel_util import KernelSession  # noqa: E402
+
+SAEKIT, STOCK = kernel_util.KERNEL_NAME, kernel_util.STOCK_NAME
+STOCK_SETUP = ':dep saekit = {{ path = "{crate}" }}\nuse saekit::prelude::*;'
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def make_workspace(path: Path) -> None:
+    """A workspace with the embedded corpus, made with the saekit CLI (so neither kernel pays for it)."""
+    if (path / "catalog.sqlite").exists():
+        return
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    cli = target / "debug" / "saekit"
+    if not cli.exists():
+        subprocess.run(["cargo", "build", "--quiet", "-p", "saekit", "--bin", "saekit"], cwd=ROOT, check=True)
+    subprocess.run([str(cli), "--workspace", str(path), "quickstart", "--out", str(path / "report.html")],
+                   check=True, capture_output=True, timeout=600)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, base: Path, workspace: Path):
+        self.args = args
+        self.base = base
+        self.saekit_cell = 'ws.dataset("austen")?'
+        self.open_ws = f"let ws = Workspace::open({json.dumps(str(workspace))})?;"
+        self.first_output = f"Workspace::open({json.dumps(str(workspace))})?.dataset(\"austen\")?"
+        self.setup = {SAEKIT: None, STOCK: STOCK_SETUP.format(crate=ROOT / "crate")}
+
+    def session(self, kernel: str) -> KernelSession:
+        return KernelSession(kernel, startup_timeout=self.args.startup_timeout, cwd=self.base)
+
+    def warm(self, kernel: str) -> None:
+        print(f"== warming {kernel} (unmeasured; the first time on a machine this compiles saekit's dependencies)", flush=True)
+        started = time.monotonic()
+        with self.session(kernel) as s:
+            if self.setup[kernel]:
+                s.ok(self.setup[kernel], timeout=3600)
+            s.ok(self.first_output, timeout=600)
+        print(f"   warm in {time.monotonic() - started:.1f} s", flush=True)
+
+    def start(self, kernel: str, measure_cells: bool) -> dict:
+        s = self.session(kernel)
+        try:
+            row: dict = {"kernel_info": s.info_at}
+            if self.setup[kernel]:
+                s.ok(self.setup[kernel], timeout=600)
+            first = s.ok(self.first_output, timeout=600)
+            results = first.of_type("execute_result")
+            if not results:
+                raise AssertionError(f"{kernel}: no execute_result for the first saekit cell:\n{first.describe()}")
+            row["first_saekit_output"] = results[0].t
+            row["first_saekit_mimes"] = sorted(results[0].content["data"])
+            if measure_cells:
+                s.ok(self.open_ws)
+                s.ok("1 + 1")  # the first trivial cell after a `let` warms rust-analyzer's inference: not counted
+                row["trivial"] = [s.ok("1 + 1").latency for _ in range(self.args.cells)]
+                row["saekit"] = []
+                for _ in range(self.args.cells):
+                    ex = s.ok(self.saekit_cell)
+                    assert ex.of_type("execute_result"), ex.describe()
+                    row["saekit"].append(ex.latency)
+            return row
+        finally:
+            s.close()
+
+
+def fmt(x: float | None) -> str:
+    return "–" if x is None else (f"{x:.2f} s" if x >= 1 else f"{x * 1000:.0f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=20, help="cells of each kind (default 20)")
+    parser.add_argument("--starts", type=int, default=3, help="kernel starts per kernel (default 3)")
+    parser.add_argument("--kernels", default=f"{SAEKIT},{STOCK}")
+    parser.add_argument("--stock-build-dir", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saekit-bench" / "evcxr-stock")
+    parser.add_argument("--startup-timeout", type=float, default=300)
+    parser.add_argument("--json", type=Path, default=ROOT / "out" / "kernel_latency.json")
+    args = parser.parse_args()
+    kernels = args.kernels.split(",")
+
+    base = Path(tempfile.mkdtemp(prefix="saekit-bench-"))
+    try:
+        os.environ.update(kernel_util.jupyter_env(base))
+        if SAEKIT in kernels:
+            print(f"== installing saekit-kernel ({kernel_util.kernel_binary()}) with its prebuild", flush=True)
+            kernel_util._prepared[SAEKIT] = kernel_util.install_saekit_kernel(base)
+        if STOCK in kernels:
+            args.stock_build_dir.mkdir(parents=True, exist_ok=True)
+            lock = args.stock_build_dir / "Cargo.lock"
+            if not lock.exists():  # the same dependency versions as saekit-kernel's build slots
+                shutil.copy(ROOT / "Cargo.lock", lock)
+            kernel_util._prepared[STOCK] = kernel_util.install_stock_kernel(base, args.stock_build_dir)
+        workspace = base / "workspace"
+        make_workspace(workspace)
+        bench = Bench(args, base, workspace)
+        for k in kernels:
+            bench.warm(k)
+
+        load_before = loadavg()
+        runs: dict[str, list[dict]] = {k: [] for k in kernels}
+        for i in range(args.starts):
+            for k in kernels if i % 2 == 0 else reversed(kernels):
+                print(f"== {k}: start {i + 1}/{args.starts}" + (" with cells" if i == 0 else ""), flush=True)
+                runs[k].append(bench.start(k, measure_cells=(i == 0)))
+        load_after = loadavg()
+
+        summary: dict[str, dict] = {}
+        for k in kernels:
+            first = runs[k][0]
+            summary[k] = {
+                "kernel_info_median": statistics.median(r["kernel_info"] for r in runs[k]),
+                "first_saekit_output_median": statistics.median(r["first_saekit_output"] for r in runs[k]),
+                "trivial_p50": percentile(first["trivial"], 50),
+                "trivial_p95": percentile(first["trivial"], 95),
+                "saekit_p50": percentile(first["saekit"], 50),
+                "saekit_p95": percentile(first["saekit"], 95),
+                "first_saekit_mimes": first["first_saekit_mimes"],
+            }
+
+        rows = [
+            ("start → kernel_info_reply (median)", "kernel_info_median"),
+            ("start → first saekit output (median)", "first_saekit_output_median"),
+            (f"`1 + 1` p50 ({args.cells} cells)", "trivial_p50"),
+            (f"`1 + 1` p95 ({args.cells} cells)", "trivial_p95"),
+            (f"dataset card p50 ({args.cells} cells)", "saekit_p50"),
+            (f"dataset card p95 ({args.cells} cells)", "saekit_p95"),
+        ]
+        print()
+        print(f"machine: {os.cpu_count()} CPUs; load average {load_before} before, {load_after} after measuring")
+        print(f"{args.starts} starts per kernel; cell latency is execute_request → execute_reply")
+        head = f"{'':40}" + "".join(f"{k:>16}" for k in kernels)
+        if len(kernels) == 2:
+            head += f"{'stock / saekit':>16}"
+        print(head)
+        for label, key in rows:
+            line = f"{label:40}" + "".join(f"{fmt(summary[k][key]):>16}" for k in kernels)
+            if len(kernels) == 2 and SAEKIT in kernels and STOCK in kernels:
+                line += f"{summary[STOCK][key] / summary[SAEKIT][key]:>15.2f}×"
+            print(line)
+        for k in kernels:
+            print(f"{k}: first saekit output's MIME types {summary[k]['first_saekit_mimes']}")
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(
+            {"load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(), "summary": summary, "runs": runs},
+            indent=2,
+        ))
+        print(f"raw numbers: {args.json}")
+        return 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
