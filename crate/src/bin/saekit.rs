@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use saekit::catalog::{DatasetFilter, DatasetStatus, Workspace};
 use saekit::display::Render;
+use saekit::hub::{Hub, Selection};
 use saekit::jobs::TerminalBar;
 use saekit::report::Report;
 use saekit::stats::DatasetStats;
@@ -39,6 +40,16 @@ commands:
       --add-bos --add-eos --min-length N --threads N
   schema PATH...                  the schema of files, with null counts on a sample
   stats PATH... [OPTIONS]         statistics of files' documents
+  hub info REPO [--revision R]    a Hub dataset's configs, splits and files with sizes
+  hub download REPO [OPTIONS]     show the download plan, fetch the files into the HF cache (resuming what
+                                  is partial) and register them as a dataset (default NAME: REPO)
+      --config C --split S --revision R --name NAME --max-rows N
+      --files GLOB[,GLOB...]      only these files of the split
+      --text COLUMN --template T  where the text comes from (default: the `text` column)
+      --plan-only                 show the plan and stop
+  hub tokenizer REPO              fetch a model's tokenizer.json into the HF cache and describe it
+      (the Hub commands honour HF_ENDPOINT, HF_TOKEN or the token file, HF_HOME / HF_HUB_CACHE and
+      HF_HUB_OFFLINE=1, as huggingface_hub does)
 
 The workspace is --workspace DIR, else $SAEKIT_HOME, else ~/.saekit.";
 
@@ -160,6 +171,7 @@ fn run(mut args: Vec<String>) -> Result<()> {
             Ok(())
         }
         "tokenize" => tokenize_command(args, open_workspace),
+        "hub" => hub_command(args, open_workspace),
         "schema" => {
             let source = source_from(&mut args)?;
             println!("{}", source.schema()?.bundle().plain());
@@ -298,5 +310,81 @@ fn tokenize_command(mut args: Vec<String>, open_workspace: impl Fn() -> Result<W
             println!("{}", tokenization.bundle().plain());
             Ok(())
         }
+    }
+}
+
+fn hub_command(mut args: Vec<String>, open_workspace: impl Fn() -> Result<Workspace>) -> Result<()> {
+    let usage =
+        || Error::InvalidArgument(format!("hub needs `info REPO`, `download REPO` or `tokenizer REPO`\n\n{USAGE}"));
+    if args.len() < 2 {
+        return Err(usage());
+    }
+    let action = args.remove(0);
+    let revision = take_value(&mut args, "--revision")?;
+    let hub = Hub::from_env()?;
+    match action.as_str() {
+        "info" | "download" => {
+            let mut selection = Selection::new();
+            selection.config = take_value(&mut args, "--config")?;
+            selection.split = take_value(&mut args, "--split")?;
+            if let Some(files) = take_value(&mut args, "--files")? {
+                selection.files = files.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
+            }
+            selection.max_rows = take_value(&mut args, "--max-rows")?
+                .map(|v| {
+                    v.parse().map_err(|_| Error::InvalidArgument(format!("--max-rows needs a whole number, not {v:?}")))
+                })
+                .transpose()?;
+            let name = take_value(&mut args, "--name")?;
+            let text = take_value(&mut args, "--text")?;
+            let template = take_value(&mut args, "--template")?;
+            let plan_only = take_flag(&mut args, "--plan-only");
+            if let Some(unknown) = args.iter().find(|a| a.starts_with("--")) {
+                return Err(Error::InvalidArgument(format!("unknown option {unknown}\n\n{USAGE}")));
+            }
+            let [repo] = args.as_slice() else { return Err(usage()) };
+            let mut handle = hub.dataset(repo);
+            if let Some(revision) = &revision {
+                handle = handle.revision(revision);
+            }
+            let info = handle.info()?;
+            if action == "info" {
+                println!("{}", info.bundle().plain());
+                return Ok(());
+            }
+            let mut plan = info.plan(&selection)?;
+            if let Some(text) = text {
+                plan = plan.text_column(&text);
+            }
+            if let Some(template) = template {
+                plan = plan.text_template(&template.replace("\\n", "\n"));
+            }
+            println!("{}", plan.bundle().plain());
+            if plan_only {
+                return Ok(());
+            }
+            plan.check_space()?;
+            let ws = open_workspace()?;
+            let job = ws.download_dataset_job(name.as_deref().unwrap_or(repo), &plan);
+            job.subscribe(Arc::new(TerminalBar::new()));
+            let dataset = job.wait()?;
+            println!("{}", dataset.bundle().plain());
+            Ok(())
+        }
+        "tokenizer" => {
+            let [repo] = args.as_slice() else { return Err(usage()) };
+            let tokenizer = Tokenizer::from_hub_with(&hub, repo)?;
+            let sample = "Sparse autoencoders find features.";
+            let ids = tokenizer.encode(sample)?;
+            println!(
+                "tokenizer {} · vocabulary {} · hash {}",
+                tokenizer.name(),
+                tokenizer.vocab_size(),
+                tokenizer.hash()
+            );
+            println!("{sample:?} → {ids:?}");
+            Ok(())
+        }
+        _ => Err(usage()),
     }
 }

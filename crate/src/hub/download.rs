@@ -221,6 +221,8 @@ fn fetch_blob(
 ) -> Result<()> {
     let hub = &repo.hub;
     let part = with_suffix(blob, "part");
+    let blobs = blob.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(blobs).map_err(|e| Error::io(blobs, e))?;
     let theirs = with_suffix(blob, "incomplete");
     if !part.exists() && theirs.exists() {
         let _ = std::fs::rename(&theirs, &part); // resume what huggingface_hub started
@@ -245,7 +247,6 @@ fn fetch_blob(
     let mut url = meta.url.clone();
     let mut failures = 0u32;
     let mut redirects = 0;
-    let mut buf = vec![0u8; CHUNK];
     let mut last_detail = Instant::now() - Duration::from_secs(1);
     let detail = |pos: u64, failures: u32| {
         let retry = if failures > 0 { format!(" · retry {failures}") } else { String::new() };
@@ -290,20 +291,23 @@ fn fetch_blob(
             }
             _ => return Err(client::status_error(&response, repo, &meta.commit, Some(file_name))),
         }
-        let mut reader = response.into_body().into_reader();
+        let chunks = Chunks::spawn(response.into_body().into_reader());
         let dropped = loop {
             if ctx.is_cancelled() {
                 let _ = out.flush();
                 return Err(Error::Cancelled);
             }
-            match reader.read(&mut buf) {
-                Ok(0) => break pos < meta.size,
-                Ok(n) => {
-                    let n = n.min((meta.size - pos) as usize);
-                    out.write_all(&buf[..n]).map_err(|e| write_error(&part, e, meta.size - pos))?;
+            match chunks.next() {
+                Chunk::Wait => {}
+                Chunk::End => break pos < meta.size,
+                Chunk::Failed => break true,
+                Chunk::Data(data, filled) => {
+                    let n = filled.min((meta.size - pos) as usize);
+                    out.write_all(&data[..n]).map_err(|e| write_error(&part, e, meta.size - pos))?;
                     if let Some(h) = hasher.as_mut() {
-                        h.update(&buf[..n]);
+                        h.update(&data[..n]);
                     }
+                    chunks.recycle(data);
                     pos += n as u64;
                     failures = 0;
                     ctx.advance(n as u64);
@@ -315,8 +319,6 @@ fn fetch_blob(
                         break false;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break true,
             }
         };
         if dropped {
@@ -370,4 +372,64 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> std::io::Resul
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A response body read on its own thread, so that the downloading thread sees a cancel within a
+/// fraction of a second even while the connection stalls, and network reads overlap disk writes and
+/// hashing. Buffers (always `CHUNK` long, sent with the count filled) go back and forth between the two
+/// threads; at most a few are in flight.
+struct Chunks {
+    data: std::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, usize)>>,
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+enum Chunk {
+    Data(Vec<u8>, usize),
+    /// Nothing yet: check for cancellation and ask again.
+    Wait,
+    End,
+    Failed,
+}
+
+impl Chunks {
+    fn spawn(mut reader: impl Read + Send + 'static) -> Chunks {
+        let (data_tx, data) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(4);
+        let (spare, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let sent = match reader.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = data_tx.send(Ok((Vec::new(), 0)));
+                        return;
+                    }
+                    Ok(n) => data_tx.send(Ok((buf, n))),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = data_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if sent.is_err() {
+                    return; // the download stopped (cancelled)
+                }
+                buf = spare_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            }
+        });
+        Chunks { data, spare }
+    }
+
+    fn next(&self) -> Chunk {
+        match self.data.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok((_, 0))) => Chunk::End,
+            Ok(Ok((buf, n))) => Chunk::Data(buf, n),
+            Ok(Err(_)) => Chunk::Failed,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Chunk::Wait,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Chunk::Failed,
+        }
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.spare.send(buf);
+    }
 }

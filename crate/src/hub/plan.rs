@@ -76,10 +76,16 @@ pub(super) fn info(repo: &HubRepo) -> Result<DatasetRepo> {
         let card = match listing.pointer("/cardData/configs") {
             Some(configs) => Some(serde_json::json!({ "configs": configs })),
             None if files.iter().any(|f| f.path == "README.md") => {
-                let at_commit = repo.clone().revision(&commit);
-                let readme = at_commit.file_with("README.md", &ctx)?;
-                let text = std::fs::read_to_string(&readme).map_err(|e| Error::io(&readme, e))?;
-                yaml::card_header(&text)
+                // The card of a gated repo is normally public; if this Hub refuses it, the layout is
+                // inferred from the file names instead.
+                match repo.clone().revision(&commit).file_with("README.md", &ctx) {
+                    Ok(readme) => {
+                        let text = std::fs::read_to_string(&readme).map_err(|e| Error::io(&readme, e))?;
+                        yaml::card_header(&text)
+                    }
+                    Err(Error::NeedsToken { .. }) => None,
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };
