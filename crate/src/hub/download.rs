@@ -175,6 +175,7 @@ fn fetch_file(
     let _lock = lock_blob(&cache.lock_path(repo, &meta.etag), ctx)?;
     if !complete(&blob, Some(meta.size)) {
         let expected_sha = file.sha256.clone().or_else(|| is_sha256(&meta.etag).then(|| meta.etag.clone()));
+        let expected_sha = expected_sha.filter(|_| repo.hub.checksums);
         let label = format!("file {number}/{of} {}", file.path);
         fetch_blob(repo, &meta, &blob, expected_sha.as_deref(), &label, &file.path, ctx)?;
     }
@@ -239,10 +240,15 @@ fn fetch_blob(
         out.set_len(0).map_err(|e| Error::io(&part, e))?;
         pos = 0;
     }
-    let mut hasher = expected_sha.map(|_| Sha256::new());
-    if let Some(h) = hasher.as_mut() {
-        hash_prefix(&mut out, pos, h).map_err(|e| Error::io(&part, e))?;
-    }
+    let pool = Pool::default();
+    let mut hasher = match expected_sha {
+        Some(_) => {
+            let mut prefix = Sha256::new();
+            hash_prefix(&mut out, pos, &mut prefix).map_err(|e| Error::io(&part, e))?;
+            Some(Hashing::start(prefix, pool.clone()))
+        }
+        None => None,
+    };
     out.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(&part, e))?;
     let mut url = meta.url.clone();
     let mut failures = 0u32;
@@ -274,7 +280,7 @@ fn fetch_blob(
                 out.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&part, e))?;
                 pos = 0;
                 if let Some(h) = hasher.as_mut() {
-                    *h = Sha256::new();
+                    *h = Hashing::start(Sha256::new(), pool.clone());
                 }
             }
             200 => {}
@@ -291,7 +297,7 @@ fn fetch_blob(
             }
             _ => return Err(client::status_error(&response, repo, &meta.commit, Some(file_name))),
         }
-        let chunks = Chunks::spawn(response.into_body().into_reader());
+        let chunks = Chunks::spawn(response.into_body().into_reader(), pool.clone());
         let dropped = loop {
             if ctx.is_cancelled() {
                 let _ = out.flush();
@@ -304,10 +310,10 @@ fn fetch_blob(
                 Chunk::Data(data, filled) => {
                     let n = filled.min((meta.size - pos) as usize);
                     out.write_all(&data[..n]).map_err(|e| write_error(&part, e, meta.size - pos))?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&data[..n]);
+                    match hasher.as_ref() {
+                        Some(h) => h.feed(data, n),
+                        None => pool.give(data),
                     }
-                    chunks.recycle(data);
                     pos += n as u64;
                     failures = 0;
                     ctx.advance(n as u64);
@@ -341,7 +347,7 @@ fn fetch_blob(
     out.flush().map_err(|e| Error::io(&part, e))?;
     drop(out);
     if let (Some(h), Some(expected)) = (hasher, expected_sha) {
-        let actual = hex(&h.finalize());
+        let actual = hex(&h.finish().finalize());
         if !actual.eq_ignore_ascii_case(expected) {
             let _ = std::fs::remove_file(&part);
             return Err(Error::Checksum {
@@ -374,13 +380,61 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Spare buffers, `CHUNK` long, passed around the download's threads instead of allocating.
+#[derive(Clone, Default)]
+struct Pool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        let spare = self.0.lock().ok().and_then(|mut p| p.pop());
+        spare.unwrap_or_else(|| vec![0u8; CHUNK])
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut p) = self.0.lock()
+            && p.len() < 8
+        {
+            p.push(buf);
+        }
+    }
+}
+
+/// SHA-256 on its own thread: the bytes are hashed after they are written, while the next ones arrive,
+/// so verification costs (nearly) no time where a core is free.
+struct Hashing {
+    feed: std::sync::mpsc::Sender<(Vec<u8>, usize)>,
+    thread: std::thread::JoinHandle<Sha256>,
+}
+
+impl Hashing {
+    fn start(mut hasher: Sha256, pool: Pool) -> Hashing {
+        let (feed, chunks) = std::sync::mpsc::channel::<(Vec<u8>, usize)>();
+        let thread = std::thread::spawn(move || {
+            for (buf, n) in chunks {
+                hasher.update(&buf[..n]);
+                pool.give(buf);
+            }
+            hasher
+        });
+        Hashing { feed, thread }
+    }
+
+    fn feed(&self, buf: Vec<u8>, n: usize) {
+        let _ = self.feed.send((buf, n));
+    }
+
+    /// The hash of everything fed.
+    fn finish(self) -> Sha256 {
+        drop(self.feed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
 /// A response body read on its own thread, so that the downloading thread sees a cancel within a
-/// fraction of a second even while the connection stalls, and network reads overlap disk writes and
-/// hashing. Buffers (always `CHUNK` long, sent with the count filled) go back and forth between the two
-/// threads; at most a few are in flight.
+/// fraction of a second even while the connection stalls, and network reads overlap disk writes.
+/// Buffers (always `CHUNK` long, sent with the count filled) come from and go back to a [`Pool`].
 struct Chunks {
     data: std::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, usize)>>,
-    spare: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 enum Chunk {
@@ -392,19 +446,21 @@ enum Chunk {
 }
 
 impl Chunks {
-    fn spawn(mut reader: impl Read + Send + 'static) -> Chunks {
+    fn spawn(mut reader: impl Read + Send + 'static, pool: Pool) -> Chunks {
         let (data_tx, data) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(4);
-        let (spare, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; CHUNK];
             loop {
+                let mut buf = pool.take();
                 let sent = match reader.read(&mut buf) {
                     Ok(0) => {
                         let _ = data_tx.send(Ok((Vec::new(), 0)));
                         return;
                     }
                     Ok(n) => data_tx.send(Ok((buf, n))),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        pool.give(buf);
+                        continue;
+                    }
                     Err(e) => {
                         let _ = data_tx.send(Err(e));
                         return;
@@ -413,10 +469,9 @@ impl Chunks {
                 if sent.is_err() {
                     return; // the download stopped (cancelled)
                 }
-                buf = spare_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
             }
         });
-        Chunks { data, spare }
+        Chunks { data }
     }
 
     fn next(&self) -> Chunk {
@@ -427,9 +482,5 @@ impl Chunks {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Chunk::Wait,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Chunk::Failed,
         }
-    }
-
-    fn recycle(&self, buf: Vec<u8>) {
-        let _ = self.spare.send(buf);
     }
 }

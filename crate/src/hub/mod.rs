@@ -105,6 +105,7 @@ pub struct Hub {
     offline: bool,
     retry: RetryPolicy,
     free_space_limit: Option<u64>,
+    checksums: bool,
     agent: ureq::Agent,
 }
 
@@ -146,6 +147,7 @@ impl Hub {
             agent: client::agent(&retry),
             retry,
             free_space_limit: None,
+            checksums: true,
         }
     }
 
@@ -180,6 +182,13 @@ impl Hub {
     /// Pretends the cache's disk has at most `bytes` free (for tests and for keeping headroom).
     pub fn with_free_space_limit(mut self, bytes: Option<u64>) -> Hub {
         self.free_space_limit = bytes;
+        self
+    }
+
+    /// Whether downloads of LFS files are checked against their SHA-256 (the default; sizes are always
+    /// checked). Hashing runs beside the download on its own thread, but on a busy machine it costs CPU.
+    pub fn with_checksums(mut self, verify: bool) -> Hub {
+        self.checksums = verify;
         self
     }
 
