@@ -432,8 +432,13 @@ fn route(request: &Request, path: &str, state: &State) -> Answer {
             .find(|f| f.sha256 == sha)
             .cloned();
         drop(repos);
+        // Clients that follow the redirect for metadata (huggingface_hub does, for relative ones) find
+        // the commit here too.
+        let commit = query.split('&').find_map(|q| q.strip_prefix("commit=")).unwrap_or_default().to_string();
         return match file {
-            Some(f) => body_answer(request, &f, format!("\"{}\"", f.sha256)),
+            Some(f) => body_answer(request, &f, format!("\"{}\"", f.sha256))
+                .header("X-Repo-Commit", commit)
+                .header("X-Linked-Size", f.data.len().to_string()),
             None => Answer::error(404, "EntryNotFound"),
         };
     }
@@ -512,7 +517,7 @@ fn resolve(request: &Request, kind: &str, id: &str, revision: &str, file: &str, 
     drop(repos);
     if f.lfs {
         return Answer::status(302)
-            .header("Location", format!("/cdn/{}?repo={id}", f.sha256))
+            .header("Location", format!("/cdn/{}?repo={id}&commit={commit}", f.sha256))
             .header("X-Repo-Commit", commit)
             .header("X-Linked-Etag", format!("\"{}\"", f.sha256))
             .header("X-Linked-Size", f.data.len().to_string())
