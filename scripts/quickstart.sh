@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job: install everything, then run the quickstart pipeline on the embedded corpus
-# (read → catalog → statistics) and write a self-contained HTML report to out/quickstart-report.html.
+# The main job: install everything (including the saekit Jupyter kernel), then execute
+# notebooks/quickstart.ipynb headless through that kernel with a real Jupyter client (nbclient) and export
+# it as a self-contained HTML report: out/quickstart.html, with the executed notebook beside it.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$SAEKIT_ROOT"
 bash scripts/setup.sh
 mkdir -p out
-cargo run --quiet --bin saekit -- --workspace out/workspace quickstart --out out/quickstart-report.html
+.venv/bin/python notebooks/run.py notebooks/quickstart.ipynb --out out/quickstart.html

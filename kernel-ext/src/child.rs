@@ -55,6 +55,37 @@ pub fn interpose() {
     };
     let out = writer.clone();
     std::thread::spawn(move || Sorter::new(out, real_stdout).run(pipe_read));
+    // Likewise stdin, where evcxr's commands arrive: the kernel hears when a cell's code starts running
+    // (output before that, while the cell compiles, comes from threads of earlier cells).
+    // SAFETY: as above.
+    let stdin_pipe = unsafe {
+        let mut fds = [0; 2];
+        if libc::pipe(fds.as_mut_ptr()) == 0 {
+            let real = libc::dup(0);
+            if real >= 0 && libc::dup2(fds[0], 0) >= 0 {
+                libc::close(fds[0]);
+                Some((File::from_raw_fd(real), File::from_raw_fd(fds[1])))
+            } else {
+                None
+            }
+        } else {
+            None
+        }
+    };
+    if let Some((real_stdin, mut pipe_write)) = stdin_pipe {
+        let out = writer.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(real_stdin).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("LOAD_AND_RUN ") {
+                    let _ = send(&out, &json!({"op": "run"}));
+                }
+                if pipe_write.write_all(format!("{line}\n").as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
     std::thread::spawn(move || answer_pings(reader, writer));
 }
 
@@ -136,6 +167,9 @@ impl Sorter {
             self.flush_text();
             if line == PANIC_NOTIFICATION {
                 self.to_socket(r#"{"op":"panic"}"#);
+            } else if line == "EVCXR_ERROR_OCCURRED" {
+                // `?` returned an error from the cell; evcxr printed it on stderr.
+                self.to_socket(r#"{"op":"user_error"}"#);
             }
             self.to_evcxr(&line);
         } else {

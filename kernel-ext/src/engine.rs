@@ -21,6 +21,8 @@ pub struct Executed {
     /// The cell's value as a MIME bundle (empty when it has none).
     pub data: HashMap<String, String>,
     pub failure: Option<Failure>,
+    /// The variables defined before the cell ran (what is lost if its process had to be stopped).
+    pub variables_before: Vec<String>,
 }
 
 pub struct Completed {
@@ -41,8 +43,6 @@ pub struct Engine {
     requests: Sender<Request>,
     /// evcxr's child process (the same handle across restarts).
     pub process: Arc<std::sync::Mutex<Option<Arc<std::sync::Mutex<std::process::Child>>>>>,
-    /// The variables defined so far, refreshed after each cell (to say what an interrupt lost).
-    pub variables: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Engine {
@@ -54,11 +54,7 @@ impl Engine {
 /// Starts the engine thread. `preload` runs once, before any request.
 pub fn start(outputs: Arc<Outputs>, preload: Vec<String>) -> Engine {
     let (requests, receiver) = channel();
-    let engine = Engine {
-        requests,
-        process: Arc::new(std::sync::Mutex::new(None)),
-        variables: Arc::new(std::sync::Mutex::new(Vec::new())),
-    };
+    let engine = Engine { requests, process: Arc::new(std::sync::Mutex::new(None)) };
     let handles = engine.clone();
     std::thread::Builder::new()
         .name("evcxr".into())
@@ -109,8 +105,16 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
         match request {
             Request::Execute { code, input, reply } => {
                 let callbacks = EvalCallbacks { input_reader: &|req| input(req.prompt.clone(), req.is_password) };
-                let executed = execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take());
-                *handles.variables.lock().unwrap() = ctx.variables_and_types().map(|(n, _)| n.to_string()).collect();
+                let before: Vec<String> = ctx.variables_and_types().map(|(n, _)| n.to_string()).collect();
+                let mut executed = execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take());
+                if let Some(failure) = executed.failure.as_mut().filter(|f| f.ename == "ProcessEnded") {
+                    failure.traceback.push(if before.is_empty() {
+                        "No variables had been defined.".to_string()
+                    } else {
+                        format!("Variables lost: {}", before.join(", "))
+                    });
+                }
+                executed.variables_before = before;
                 let _ = reply.send(executed);
             }
             Request::Complete { code, cursor, reply } => {
@@ -137,7 +141,8 @@ fn fail_all(requests: Receiver<Request>, message: &str) {
             Request::Execute { reply, .. } => {
                 let failure =
                     Failure { ename: "KernelError".into(), evalue: message.into(), traceback: vec![message.into()] };
-                let _ = reply.send(Executed { data: HashMap::new(), failure: Some(failure) });
+                let _ =
+                    reply.send(Executed { data: HashMap::new(), failure: Some(failure), variables_before: Vec::new() });
             }
             Request::Complete { cursor, reply, .. } => {
                 let _ = reply.send(Completed { matches: Vec::new(), start: cursor, end: cursor });
@@ -162,14 +167,16 @@ fn execute(
     }
     let result = ctx.execute_with_callbacks(code, &mut callbacks);
     outputs.sync_with_child(|| !stderr.is_empty());
-    let (panicked, cell_stderr) = outputs.cell_outcome();
+    let (panicked, user_error, cell_stderr) = outputs.cell_outcome();
+    let failed = |failure| Executed { data: HashMap::new(), failure: Some(failure), variables_before: Vec::new() };
     match result {
-        Ok(_) if panicked => Executed { data: HashMap::new(), failure: Some(panic_failure(&cell_stderr)) },
+        Ok(_) if panicked => failed(panic_failure(&cell_stderr)),
+        Ok(_) if user_error => failed(question_mark_failure(&cell_stderr)),
         Ok(out) => {
             let data = out.content_by_mime_type.into_iter().filter(|(mime, _)| !mime.is_empty()).collect();
-            Executed { data, failure: None }
+            Executed { data, failure: None, variables_before: Vec::new() }
         }
-        Err(e) => Executed { data: HashMap::new(), failure: Some(error_failure(e)) },
+        Err(e) => failed(error_failure(e)),
     }
 }
 
@@ -195,6 +202,16 @@ fn panic_failure(stderr: &[String]) -> Failure {
     traceback.push(message.clone());
     traceback.push("Variables defined before this cell are kept.".to_string());
     Failure { ename: "panic".into(), evalue: message, traceback }
+}
+
+/// An error returned with `?`: evcxr printed it (Display) on stderr.
+fn question_mark_failure(stderr: &[String]) -> Failure {
+    let lines: Vec<String> = stderr.iter().filter(|l| !l.trim().is_empty()).cloned().collect();
+    let shown: Vec<String> = lines[lines.len().saturating_sub(20)..].to_vec();
+    let evalue = if shown.is_empty() { "the cell returned an error".to_string() } else { shown.join("\n") };
+    let mut traceback = shown;
+    traceback.push("The cell returned this error with `?`; variables defined before it are kept.".to_string());
+    Failure { ename: "Error".into(), evalue, traceback }
 }
 
 fn error_failure(error: evcxr::Error) -> Failure {

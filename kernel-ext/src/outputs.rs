@@ -25,11 +25,15 @@ struct State {
     current: Option<JupyterMessage>,
     /// The last execute request that ran.
     last: Option<JupyterMessage>,
+    /// Whether the running cell's code has started in the child (before that it is being compiled).
+    running: bool,
     /// Which request showed each display id.
     displays: HashMap<String, JupyterMessage>,
     /// The running cell's stderr (to explain a panic) and whether it panicked.
     cell_stderr: Vec<String>,
     panicked: bool,
+    /// The cell returned an error through `?`.
+    user_error: bool,
     /// Writing half of the connection from evcxr's child process.
     child: Option<UnixStream>,
     pongs: u64,
@@ -59,36 +63,59 @@ impl Outputs {
         let _ = self.iopub.send(broadcast(msg_type, content, parent));
     }
 
-    /// Publishes as a child of the running cell, else of the last one.
+    /// Publishes output of the child process: it belongs to the cell whose code is running; output while
+    /// no cell's code runs (idle, or the next cell still compiling) comes from threads of earlier cells and
+    /// goes to the last cell that ran.
     fn publish_to_cell(&self, msg_type: &str, content: Value) {
         let parent = {
             let state = self.lock();
-            state.current.clone().or_else(|| state.last.clone())
+            let running = state.running || state.child.is_none() || state.last.is_none();
+            if running { state.current.clone().or_else(|| state.last.clone()) } else { state.last.clone() }
         };
         self.publish(msg_type, content, parent.as_ref());
+    }
+
+    /// Publishes output of the kernel itself about the running cell (cargo building its dependencies).
+    fn publish_to_current(&self, msg_type: &str, content: Value) {
+        let parent = self.lock().current.clone();
+        if parent.is_some() {
+            self.publish(msg_type, content, parent.as_ref());
+        }
     }
 
     pub fn cell_started(&self, request: &JupyterMessage) {
         let mut state = self.lock();
         state.current = Some(request.clone());
+        state.running = false;
         state.cell_stderr.clear();
         state.panicked = false;
+        state.user_error = false;
     }
 
-    /// Whether the running cell panicked, with its stderr so far.
-    pub fn cell_outcome(&self) -> (bool, Vec<String>) {
+    /// How the running cell ended: whether it panicked, whether it returned an error through `?`, and its
+    /// stderr.
+    pub fn cell_outcome(&self) -> (bool, bool, Vec<String>) {
         let mut state = self.lock();
-        (std::mem::take(&mut state.panicked), std::mem::take(&mut state.cell_stderr))
+        let panicked = std::mem::take(&mut state.panicked);
+        let user_error = std::mem::take(&mut state.user_error);
+        (panicked, user_error, std::mem::take(&mut state.cell_stderr))
+    }
+
+    /// The id of the request now running.
+    pub fn current_id(&self) -> Option<String> {
+        self.lock().current.as_ref().map(|m| m.header.msg_id.clone())
+    }
+
+    /// Whether the running cell's code has started (it is not compiling any more).
+    pub fn is_running(&self) -> bool {
+        self.lock().running
     }
 
     /// Ends the running cell: later output goes to it as the last cell.
     pub fn cell_finished(&self) {
         let mut state = self.lock();
         state.last = state.current.take();
-    }
-
-    pub fn is_busy(&self) -> bool {
-        self.lock().current.is_some()
+        state.running = false;
     }
 
     /// Waits until everything the child printed before now has been published: a ping answered in order
@@ -145,8 +172,8 @@ impl Outputs {
     /// its dependencies is shown in that cell.
     pub fn kernel_stderr_line(&self, line: &str) {
         let compiling = line.trim_start().starts_with("Compiling ");
-        if compiling && self.is_busy() {
-            self.publish_to_cell("stream", json!({"name": "stderr", "text": format!("{}\n", line.trim())}));
+        if compiling {
+            self.publish_to_current("stream", json!({"name": "stderr", "text": format!("{}\n", line.trim())}));
         }
     }
 
@@ -170,12 +197,16 @@ impl Outputs {
                 self.changed.notify_all();
             }
             "panic" => self.lock().panicked = true,
+            "run" => self.lock().running = true,
+            "user_error" => self.lock().user_error = true,
             "display" => {
                 let data = message.get("data").cloned().unwrap_or_else(|| json!({}));
                 let metadata = message.get("metadata").cloned().unwrap_or_else(|| json!({}));
                 let parent = {
                     let mut state = self.lock();
-                    let parent = state.current.clone().or_else(|| state.last.clone());
+                    let running = state.running || state.last.is_none();
+                    let parent =
+                        if running { state.current.clone().or_else(|| state.last.clone()) } else { state.last.clone() };
                     if let (Some(id), Some(p)) = (message["display_id"].as_str(), parent.as_ref()) {
                         state.displays.insert(id.to_string(), p.clone());
                     }

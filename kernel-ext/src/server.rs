@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use jupyter_protocol::{ConnectionInfo, JupyterMessage};
@@ -246,6 +246,7 @@ async fn execute(shared: &Shared, state: &mut ShellState, request: &JupyterMessa
     let (tx, rx) = oneshot::channel();
     shared.engine.send(Request::Execute { code: code.clone(), input, reply: tx });
     let executed = rx.await.unwrap_or_else(|_| Executed {
+        variables_before: Vec::new(),
         data: Default::default(),
         failure: Some(engine::Failure {
             ename: "KernelError".into(),
@@ -275,12 +276,12 @@ async fn execute(shared: &Shared, state: &mut ShellState, request: &JupyterMessa
         None => json!({"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}),
         Some(mut failure) => {
             if shared.killed.swap(false, Ordering::SeqCst) {
-                let lost = shared.engine.variables.lock().unwrap().join(", ");
+                let lost = executed.variables_before.join(", ");
                 failure.ename = "Interrupted".into();
                 failure.evalue = "the cell ignored the interrupt, so its process was stopped".into();
                 failure.traceback = vec![
                     "Interrupted: saekit jobs were asked to cancel, but the cell was still running after 3 s, so the process running cells was stopped.".into(),
-                    if lost.is_empty() { "No variables were defined.".into() } else { format!("These variables were lost: {lost}") },
+                    if lost.is_empty() { "No variables had been defined.".into() } else { format!("Variables lost: {lost}") },
                 ];
             }
             outputs.publish(
@@ -349,20 +350,28 @@ async fn handle_control(shared: &Arc<Shared>, request: &JupyterMessage) -> Optio
     Some(message(reply.0, reply.1, Some(request)))
 }
 
-/// Cancels running saekit jobs; if the cell is still running after a grace period, stops its process.
+/// Cancels running saekit jobs (again and again: a job the cell starts later is cancelled too); if the
+/// cell that was running when the interrupt came is still running after a grace period of running code
+/// (compiling does not count), stops its process.
 async fn interrupt(shared: &Shared) {
-    let asked = shared.outputs.cancel_jobs();
-    if !shared.outputs.is_busy() {
-        return;
-    }
-    let start = Instant::now();
-    while shared.outputs.is_busy() && start.elapsed() < INTERRUPT_GRACE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if shared.outputs.is_busy() {
-        eprintln!("saekit-kernel: interrupt: {asked} job(s) asked to cancel, cell still running; stopping its process");
-        shared.killed.store(true, Ordering::SeqCst);
-        stop_child(&shared.engine);
+    shared.outputs.cancel_jobs();
+    let Some(cell) = shared.outputs.current_id() else { return };
+    let mut ran = Duration::ZERO;
+    let step = Duration::from_millis(20);
+    while shared.outputs.current_id().as_deref() == Some(cell.as_str()) {
+        if ran >= INTERRUPT_GRACE {
+            eprintln!(
+                "saekit-kernel: interrupt: the cell kept running after its jobs were cancelled; stopping its process"
+            );
+            shared.killed.store(true, Ordering::SeqCst);
+            stop_child(&shared.engine);
+            return;
+        }
+        tokio::time::sleep(step).await;
+        shared.outputs.cancel_jobs();
+        if shared.outputs.is_running() {
+            ran += step;
+        }
     }
 }
 
