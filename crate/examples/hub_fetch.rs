@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release --example hub_fetch -- REPO FILE [--no-checksum]
 
-fn main() -> saekit::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let verify = !args.iter().any(|a| a == "--no-checksum");
     args.retain(|a| a != "--no-checksum");
@@ -16,7 +16,7 @@ fn main() -> saekit::Result<()> {
     let started = std::time::Instant::now();
     let path = hub.dataset(repo).file(file)?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes = std::fs::metadata(&path).map_err(|e| saekit::Error::io(&path, e))?.len();
+    let bytes = std::fs::metadata(&path).len();
     println!(
         "{}",
         serde_json::json!({"bytes": bytes, "seconds": seconds, "mb_per_s": bytes as f64 / 1e6 / seconds, "path": path})

@@ -305,6 +305,24 @@ fn retries_server_errors_rate_limits_and_dropped_connections() {
 }
 
 #[test]
+fn a_stalled_connection_times_out_and_resumes_where_it_stopped() {
+    let server = MockHub::start();
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path())
+        .with_retry(RetryPolicy { read_timeout: Duration::from_millis(500), ..quick_retry() });
+    let data = big_parquet();
+    let size = data.len() as u64;
+    server.add_dataset("acme/big", vec![MockFile::lfs("data/train-00000-of-00001.parquet", data)]);
+    server.fault("/cdn/", FaultKind::StallAfter(300_000, Duration::from_secs(30)), 1);
+    let path = hub.dataset("acme/big").file("data/train-00000-of-00001.parquet").unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    let gets = server.gets("/cdn/");
+    assert_eq!(gets.len(), 2);
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=300000-"));
+    assert_eq!(server.body_bytes("/cdn/"), size);
+}
+
+#[test]
 fn resumes_after_cancel_fetching_only_the_missing_bytes() {
     let server = MockHub::start();
     let cache = tempfile::tempdir().unwrap();

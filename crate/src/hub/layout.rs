@@ -247,7 +247,10 @@ mod tests {
         paths.iter().map(|p| RepoFile { path: p.to_string(), size: Some(1), sha256: None, blob_id: None }).collect()
     }
 
-    fn shape(configs: &[ConfigInfo]) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    /// (config, [(split, [file])]).
+    type Shape = Vec<(String, Vec<(String, Vec<String>)>)>;
+
+    fn shape(configs: &[ConfigInfo]) -> Shape {
         configs
             .iter()
             .map(|c| {

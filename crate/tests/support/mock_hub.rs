@@ -347,7 +347,9 @@ fn serve(stream: TcpStream, state: &State) {
             body_bytes: 0,
         };
         let keep = send(&mut stream, answer, head, fault.as_ref(), state, &mut entry);
-        lock(&state.log).push(entry);
+        if !entry.method.is_empty() {
+            lock(&state.log).push(entry);
+        }
         if !keep {
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -410,6 +412,8 @@ fn send(
         Some(FaultKind::DropAfter(_)) => false,
         Some(FaultKind::StallAfter(_, duration)) => {
             let _ = stream.flush();
+            // Logged now, so a test sees the request while the connection hangs.
+            lock(&state.log).push(std::mem::replace(entry, Logged { method: String::new(), ..entry.clone() }));
             let until = std::time::Instant::now() + *duration;
             while std::time::Instant::now() < until && !state.stopping.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(20));
