@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let path = hub.dataset(repo).file(file)?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes = std::fs::metadata(&path).len();
+    let bytes = std::fs::metadata(&path)?.len();
     println!(
         "{}",
         serde_json::json!({"bytes": bytes, "seconds": seconds, "mb_per_s": bytes as f64 / 1e6 / seconds, "path": path})
