@@ -75,6 +75,7 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
             return;
         }
     };
+    eprintln!("saekit-kernel: evcxr started in {:.2} s", started.elapsed().as_secs_f64());
     *handles.process.lock().unwrap() = Some(ctx.process_handle());
     let stderr = channels.stderr.clone();
     {
@@ -93,7 +94,10 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
     }
     let mut preload_error = None;
     for code in &preload {
-        if let Err(e) = ctx.execute(code) {
+        let t = Instant::now();
+        let result = ctx.execute(code);
+        eprintln!("saekit-kernel: preload `{code}` in {:.2} s", t.elapsed().as_secs_f64());
+        if let Err(e) = result {
             preload_error = Some(format!("saekit-kernel could not preload `{code}`: {e}"));
             eprintln!("{}", preload_error.as_deref().unwrap_or_default());
             break;

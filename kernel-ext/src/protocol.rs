@@ -56,7 +56,7 @@ mod tests {
         let parent = message("execute_request", serde_json::json!({"code": "1"}), None);
         let reply = message("execute_reply", serde_json::json!({"status": "ok"}), Some(&parent));
         assert_eq!(reply.header.msg_type, "execute_reply");
-        assert_eq!(reply.parent_header.unwrap().msg_id, parent.header.msg_id);
+        assert_eq!(reply.parent_header.as_ref().unwrap().msg_id, parent.header.msg_id);
         assert_eq!(content(&reply)["status"], "ok");
     }
 }
