@@ -323,6 +323,24 @@ fn a_stalled_connection_times_out_and_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_server_that_ignores_range_gets_the_file_fetched_again_whole() {
+    let server = MockHub::start();
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path());
+    tiny_repo(&server, "acme/tiny");
+    let path = "data/train-00001-of-00002.parquet";
+    let size = hub.dataset("acme/tiny").info().unwrap().files.iter().find(|f| f.path == path).unwrap().size.unwrap();
+    server.fault("/cdn/", FaultKind::DropAfter(1000), 1);
+    server.fault("/cdn/", FaultKind::IgnoreRange, 1);
+    let local = hub.dataset("acme/tiny").file(path).unwrap();
+    assert_eq!(std::fs::read(&local).unwrap(), parquet_bytes("train", 100..250), "verified, not appended twice");
+    let gets = server.gets("/cdn/");
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=1000-"));
+    assert_eq!(gets[1].status, 200);
+    assert_eq!(server.body_bytes("/cdn/"), 1000 + size);
+}
+
+#[test]
 fn resumes_after_cancel_fetching_only_the_missing_bytes() {
     let server = MockHub::start();
     let cache = tempfile::tempdir().unwrap();

@@ -153,11 +153,13 @@ fn fetch_file(
     if let Some(listed) = file.size
         && listed != meta.size
     {
-        return Err(Error::Checksum {
-            file: file.path.clone(),
-            what: "listed size",
-            expected: listed.to_string(),
-            actual: format!("{} (announced by the download)", meta.size),
+        return Err(Error::Network {
+            url: meta.url.clone(),
+            message: format!(
+                "the repository lists {} as {listed} bytes but its download has {}; the repository may have \
+                 changed while planning: make the plan again",
+                file.path, meta.size
+            ),
         });
     }
     if set_total {
@@ -274,13 +276,16 @@ fn fetch_blob(
                     });
                 }
             }
-            200 if pos > 0 => {
-                // The server ignored the Range header: start the file again.
+            // The server ignored the Range header (or could not satisfy it): start the file again.
+            200 | 416 if pos > 0 => {
                 out.set_len(0).map_err(|e| Error::io(&part, e))?;
                 out.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&part, e))?;
                 pos = 0;
                 if let Some(h) = hasher.as_mut() {
                     *h = Hashing::start(Sha256::new(), pool.clone());
+                }
+                if status == 416 {
+                    continue;
                 }
             }
             200 => {}
@@ -288,11 +293,6 @@ fn fetch_blob(
                 redirects += 1;
                 let location = client::header(&response, "location").unwrap_or_default().to_string();
                 url = client::join_location(&url, &location);
-                continue;
-            }
-            416 => {
-                out.set_len(0).map_err(|e| Error::io(&part, e))?;
-                pos = 0;
                 continue;
             }
             _ => return Err(client::status_error(&response, repo, &meta.commit, Some(file_name))),

@@ -78,6 +78,8 @@ pub enum FaultKind {
     StallAfter(u64, Duration),
     /// Flip a byte in the middle of the body.
     Corrupt,
+    /// Answer as if the `Range` header were not there (200 and the whole file), as some servers do.
+    IgnoreRange,
 }
 
 /// One request as the server saw it.
@@ -334,6 +336,15 @@ fn serve(stream: TcpStream, state: &State) {
             Some(FaultKind::Status(s)) => Answer::status(*s),
             Some(FaultKind::TooMany { retry_after }) => {
                 Answer::status(429).header("Retry-After", retry_after.to_string())
+            }
+            Some(FaultKind::IgnoreRange) => {
+                let mut whole = Request {
+                    method: request.method.clone(),
+                    target: request.target.clone(),
+                    headers: request.headers.clone(),
+                };
+                whole.headers.remove("range");
+                route(&whole, &path, state)
             }
             _ => route(&request, &path, state),
         };
