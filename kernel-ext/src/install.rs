@@ -101,6 +101,11 @@ pub fn prebuild() -> Result<PathBuf> {
     crate::engine::prepare_child_env();
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
+    let stamp = slots::source_stamp(&crate_path);
+    if slot.built_stamp().as_deref() == Some(stamp.as_str()) {
+        eprintln!("saekit is already built in {} from these sources", slot.dir.display());
+        return Ok(slot.dir.clone());
+    }
     eprintln!(
         "building saekit ({}) into {} so that kernels start in seconds; the first time this takes minutes",
         crate_path.display(),
@@ -122,7 +127,7 @@ pub fn prebuild() -> Result<PathBuf> {
     for cell in &cells {
         ctx.execute(cell).map_err(|e| anyhow::anyhow!("building saekit failed at `{cell}`: {e}"))?;
     }
-    slot.mark_built()?;
+    slot.mark_built(&stamp)?;
     eprintln!("saekit built in {:.0} s ({})", start.elapsed().as_secs_f64(), slot.dir.display());
     Ok(slot.dir.clone())
 }

@@ -45,10 +45,12 @@ pub fn run(connection_file: PathBuf) -> Result<()> {
     capture_own_stderr(outputs.clone());
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
-    let preload = vec![
-        format!(":dep saekit = {{ path = {:?} }}", crate_path.display().to_string()),
-        "use saekit::prelude::*;".to_string(),
-    ];
+    // One cell (one compile): the dependency, the prelude, and a `let`, whose type inference makes
+    // rust-analyzer load saekit's whole crate graph now, at start, instead of in the user's first cell.
+    let preload = vec![format!(
+        ":dep saekit = {{ path = {:?} }}\nuse saekit::prelude::*;\nlet saekit_version = saekit::VERSION;",
+        crate_path.display().to_string()
+    )];
     let engine = engine::start(outputs.clone(), preload);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -26,9 +26,15 @@ impl Slot {
         self.dir.join(BUILT_MARK).exists()
     }
 
-    pub fn mark_built(&self) -> Result<()> {
-        std::fs::write(self.dir.join(BUILT_MARK), env!("CARGO_PKG_VERSION"))?;
+    /// Records that saekit was built here from sources in the state `stamp` describes.
+    pub fn mark_built(&self, stamp: &str) -> Result<()> {
+        std::fs::write(self.dir.join(BUILT_MARK), stamp)?;
         Ok(())
+    }
+
+    /// The stamp of the sources last built here.
+    pub fn built_stamp(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(BUILT_MARK)).ok()
     }
 }
 
@@ -89,7 +95,7 @@ mod tests {
         let first = acquire(&home).unwrap();
         std::fs::create_dir_all(first.dir.join("target/debug")).unwrap();
         std::fs::write(first.dir.join("target/debug/libsaekit.rlib"), b"built").unwrap();
-        first.mark_built().unwrap();
+        first.mark_built("stamp").unwrap();
         let second = acquire(&home).unwrap();
         assert_ne!(first.dir, second.dir);
         assert!(second.is_built());
@@ -106,4 +112,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
+}
+
+/// Describes a crate's sources cheaply: its path and the newest modification time of its manifest,
+/// lockfile and `src/` files. Equal stamps mean a build would find nothing to do.
+pub fn source_stamp(crate_path: &Path) -> String {
+    fn newest(path: &Path, best: &mut u128) {
+        let Ok(meta) = std::fs::metadata(path) else { return };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    newest(&entry.path(), best);
+                }
+            }
+        } else if let Ok(modified) = meta.modified() {
+            let ns = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            *best = (*best).max(ns);
+        }
+    }
+    let mut best = 0;
+    for part in ["Cargo.toml", "src", "data", "../Cargo.lock"] {
+        newest(&crate_path.join(part), &mut best);
+    }
+    format!("{} {} {best}", env!("CARGO_PKG_VERSION"), crate_path.display())
 }
