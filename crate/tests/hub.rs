@@ -563,6 +563,15 @@ fn the_cli_reads_the_token_from_the_environment_or_token_file_and_never_prints_i
     std::fs::write(home.path().join("token"), TOKEN).unwrap();
     let (ok, text) = run(&[], &["hub", "download", "acme/gated", "--split", "train", "--name", "g3"]);
     assert!(ok, "{text}");
+    // No HF_HOME: ~/.cache/huggingface/token and ~/.cache/huggingface/hub.
+    let user = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(user.path().join(".cache/huggingface")).unwrap();
+    std::fs::write(user.path().join(".cache/huggingface/token"), TOKEN).unwrap();
+    let home = user.path().to_str().unwrap();
+    let no_hf_home = [("HF_HOME", ""), ("XDG_CACHE_HOME", ""), ("HOME", home)];
+    let (ok, text) = run(&no_hf_home, &["hub", "download", "acme/gated", "--split", "test", "--name", "g4"]);
+    assert!(ok, "{text}");
+    assert!(user.path().join(".cache/huggingface/hub/datasets--acme--gated/refs/main").is_file());
     let (ok, text) = run(&[], &["hub", "info", "acme/gated"]);
     assert!(ok && text.contains("gated") && text.contains("train"), "{text}");
     let (_, text) = run(&[], &["list"]);
