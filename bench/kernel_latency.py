@@ -6,7 +6,7 @@
 
 Both kernels get a warm persistent build directory, so neither compiles saekit while being measured:
 saekit-kernel its own build slots ($SAEKIT_KERNEL_HOME, prebuilt by `saekit-kernel install`), stock evcxr
-a persistent EVCXR_TMPDIR (--stock-build-dir, default ~/.cache/saekit-bench/evcxr-stock) seeded with this
+a persistent EVCXR_TMPDIR (--stock-build-dir, default /var/tmp/saekit-evcxr-stock) seeded with this
 repository's Cargo.lock and warmed once, unmeasured, with the same setup cell a user of stock evcxr needs:
 
     :dep saekit = { path = "<repo>/crate" }
@@ -126,8 +126,9 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=20, help="cells of each kind (default 20)")
     parser.add_argument("--starts", type=int, default=3, help="kernel starts per kernel (default 3)")
     parser.add_argument("--kernels", default=f"{SAEKIT},{STOCK}")
-    parser.add_argument("--stock-build-dir", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saekit-bench" / "evcxr-stock")
+    # Outside the home directory: stock evcxr's cells load libstd through a relative run path, which breaks
+    # for a build dir under ~ while rustup lives in ~/.rustup (saekit-kernel works around it itself).
+    parser.add_argument("--stock-build-dir", type=Path, default=Path("/var/tmp/saekit-evcxr-stock"))
     parser.add_argument("--startup-timeout", type=float, default=300)
     parser.add_argument("--json", type=Path, default=ROOT / "out" / "kernel_latency.json")
     args = parser.parse_args()
@@ -142,7 +143,8 @@ def main() -> int:
         if STOCK in kernels:
             args.stock_build_dir.mkdir(parents=True, exist_ok=True)
             lock = args.stock_build_dir / "Cargo.lock"
-            if not lock.exists():  # the same dependency versions as saekit-kernel's build slots
+            # The same dependency versions as saekit-kernel's build slots (unless saekit was resolved there already).
+            if not lock.exists() or 'name = "saekit"' not in lock.read_text():
                 shutil.copy(ROOT / "Cargo.lock", lock)
             kernel_util._prepared[STOCK] = kernel_util.install_stock_kernel(base, args.stock_build_dir)
         workspace = base / "workspace"
