@@ -4,7 +4,8 @@
 //!
 //! Output that arrives while a cell runs belongs to that cell. Output that arrives after it returned (a
 //! background thread, a job's progress) belongs to the last cell that ran; a display update belongs to the
-//! cell that showed the display, so a job's progress bar keeps updating in place where it was shown.
+//! cell that showed the display, or to the cell now running (frontends route updates by display id, and
+//! a client that runs cell by cell only reads the running cell's messages).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -220,7 +221,14 @@ impl Outputs {
             }
             "update" => {
                 let Some(id) = message["display_id"].as_str() else { return };
-                let parent = self.lock().displays.get(id).cloned();
+                // Frontends route updates by display id, whatever their parent; but a client that executes
+                // cell by cell (nbclient) only reads messages of the cell it is running. So an update goes
+                // to the running cell if there is one (a later `job.wait()` gets the final rendering into the
+                // notebook), else to the cell that showed the display.
+                let parent = {
+                    let state = self.lock();
+                    state.current.clone().or_else(|| state.displays.get(id).cloned())
+                };
                 let content = json!({
                     "data": message.get("data").cloned().unwrap_or_else(|| json!({})),
                     "metadata": message.get("metadata").cloned().unwrap_or_else(|| json!({})),
