@@ -245,7 +245,10 @@ def test_background_thread_stderr_is_credited_like_stdout(session):
 def test_stderr_arrives_before_idle_every_time(session):
     for i in range(10):
         ex = session.ok(f'eprintln!("warning {i}"); {i}')
-        assert ex.stderr() == f"warning {i}\n", ex.describe()
+        if ex.stderr() != f"warning {i}\n":
+            time.sleep(1.0)
+            late = [m for m in session.for_parent(ex.msg_id) if m.t > ex.idle]
+            raise AssertionError(f"stderr not delivered before idle (iteration {i}):\n{ex.describe()}\nafter idle: {late}")
 
 
 def test_live_job_updates_its_display_in_place(session):
