@@ -88,6 +88,14 @@ def test_every_rich_output_has_plain_text(executed):
                 assert "image/svg+xml" in out["data"], f"a plotly chart without its SVG: {describe(cell)}"
 
 
+def test_statements_show_no_unit_value(executed):
+    """A cell ending in a statement (`for`, `if` without else, a call returning `()`) shows nothing, as in
+    Python a cell ending in `None` does: no `()` result."""
+    _, nb, _ = executed
+    units = [describe(c) for c in nb.cells for o in rich_outputs(c) if plain(o).strip() == "()"]
+    assert not units, "cells that display `()`:\n" + "\n".join(units)
+
+
 def test_tagged_cells_have_expected_outputs(executed):
     path, nb, _ = executed
     for cell in nb.cells:
