@@ -258,7 +258,10 @@ async fn execute(shared: &Shared, state: &mut ShellState, request: &JupyterMessa
     });
 
     let mut plain = None;
-    if !executed.data.is_empty() && !silent {
+    // A cell ending in a statement (`for`, `if` without `else`) has the value `()`: show nothing, as a
+    // Python cell ending in `None` does.
+    let unit = executed.data.len() == 1 && executed.data.get("text/plain").is_some_and(|p| p.trim() == "()");
+    if !executed.data.is_empty() && !silent && !unit {
         let mut data = mime_data(executed.data.iter());
         if !data.contains_key("text/plain") {
             let html = data.get("text/html").and_then(Value::as_str).map(strip_tags).unwrap_or_default();
