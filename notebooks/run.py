@@ -44,7 +44,7 @@ def errors_in(nb) -> list[str]:
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                found.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
+                found.append(f"cell {i} (In [{cell.get('execution_count')}]): {output.get('ename')}: {output.get('evalue')}")
     return found
 
 

@@ -112,6 +112,7 @@ def install_stock_kernel(base: Path, build_dir: Path, name: str = STOCK_NAME) ->
 
 
 _prepared: dict[str, Path] = {}
+_failed: dict[str, Exception] = {}
 
 
 def prepare(kernel: str = KERNEL_NAME) -> Path:
@@ -130,13 +131,19 @@ def prepare(kernel: str = KERNEL_NAME) -> Path:
         _prepared["base"] = base
         os.environ.update(jupyter_env(base))
     base = _prepared["base"]
-    if kernel == STOCK_NAME:
-        build = Path(os.environ.get("EVCXR_STOCK_TMPDIR", "/var/tmp/saekit-evcxr-stock"))
-        _prepared[kernel] = install_stock_kernel(base, build)
-    elif kernel == KERNEL_NAME:
-        _prepared[kernel] = install_saekit_kernel(base)
-    else:  # any kernel installed elsewhere (e.g. python3 for harness checks): found through the venv
-        _prepared[kernel] = base
+    if kernel in _failed:  # an install that failed once fails every test that needs it, without retrying
+        raise RuntimeError(f"installing the {kernel!r} kernelspec failed earlier: {_failed[kernel]}")
+    try:
+        if kernel == STOCK_NAME:
+            build = Path(os.environ.get("EVCXR_STOCK_TMPDIR", "/var/tmp/saekit-evcxr-stock"))
+            _prepared[kernel] = install_stock_kernel(base, build)
+        elif kernel == KERNEL_NAME:
+            _prepared[kernel] = install_saekit_kernel(base)
+        else:  # any kernel installed elsewhere (e.g. python3 for harness checks): found through the venv
+            _prepared[kernel] = base
+    except Exception as e:
+        _failed[kernel] = e
+        raise
     return _prepared[kernel]
 
 
