@@ -9,6 +9,8 @@ final rendering)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import nbformat
@@ -137,6 +139,31 @@ def test_quickstart_story(executed):
     assert kinds.count("display_data") == 2, describe(hist)
 
 
+def test_runner_exports_a_self_contained_report(tmp_path):
+    """notebooks/run.py (the main job's runner): executed notebook beside a report with no script and no
+    network reference, charts inline as SVG."""
+    nb = scratch(
+        'show(&Histogram::new("lengths", "bin", vec![("1".to_string(), 3), ("2".to_string(), 5)]));',
+        'MimeBundle::new("plain").with("text/html", "<b id=\\"marker\\">rich</b>")',
+    )
+    source = tmp_path / "scratch.ipynb"
+    nbformat.write(nb, source)
+    out = tmp_path / "out" / "scratch.html"
+    done = subprocess.run(
+        [sys.executable, str(kernel_util.NOTEBOOKS / "run.py"), str(source), "--out", str(out),
+         "--workspace", str(tmp_path / "ws")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    html = out.read_text()
+    assert '<b id="marker">rich</b>' in html
+    assert "data:image/svg+xml;base64," in html
+    assert not re.search(r"<script\b", html, flags=re.I)
+    assert not re.search(r"(src|href)\s*=\s*[\"']https?://", html, flags=re.I)
+    executed = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
+    assert [c.execution_count for c in executed.cells] == [1, 2]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Targeted cases in scratch notebooks (nbclient)
 
@@ -256,7 +283,11 @@ def test_stderr_arrives_before_idle_every_time(session):
         if ex.stderr() != f"warning {i}\n":
             time.sleep(1.0)
             late = [m for m in session.for_parent(ex.msg_id) if m.t > ex.idle]
-            raise AssertionError(f"stderr not delivered before idle (iteration {i}):\n{ex.describe()}\nafter idle: {late}")
+            anywhere = [(m, m.parent) for m in session.log if f"warning {i}" in m.text]
+            raise AssertionError(
+                f"stderr not delivered before idle (iteration {i}):\n{ex.describe()}\nafter idle: {late}\n"
+                f"that text anywhere on iopub (message, parent): {anywhere}; this cell's msg_id {ex.msg_id}"
+            )
 
 
 def test_live_job_updates_its_display_in_place(session):
