@@ -161,7 +161,13 @@ impl Outputs {
                 state.cell_stderr.push(line);
             }
         }
-        self.publish_to_cell("stream", json!({"name": "stderr", "text": text}));
+        // stderr comes on evcxr's own thread, which may run ahead of the socket's note that the cell's code
+        // started: it goes to the cell in progress, else the last one.
+        let parent = {
+            let state = self.lock();
+            state.current.clone().or_else(|| state.last.clone())
+        };
+        self.publish("stream", json!({"name": "stderr", "text": text}), parent.as_ref());
     }
 
     /// A line of stdout that evcxr passed on (rare: user output normally comes over the socket).

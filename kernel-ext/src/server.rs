@@ -47,8 +47,10 @@ pub fn run(connection_file: PathBuf) -> Result<()> {
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     // One cell (one compile): the dependency, the prelude, and a `let`, whose type inference makes
     // rust-analyzer load saekit's whole crate graph now, at start, instead of in the user's first cell.
+    // The `?` switches on evcxr's support for `?` in cells, which otherwise costs the first cell that uses
+    // it its rich display (evcxr retries it with the plain Debug fallback).
     let preload = vec![format!(
-        ":dep saekit = {{ path = {:?} }}\nuse saekit::prelude::*;\nlet saekit_version = saekit::VERSION;",
+        ":dep saekit = {{ path = {:?} }}\nuse saekit::prelude::*;\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
         crate_path.display().to_string()
     )];
     let engine = engine::start(outputs.clone(), preload);
@@ -164,9 +166,40 @@ async fn serve(
 
     let mut state = ShellState { count: 0, history: History::new(std::process::id() as u64), input_tx };
     loop {
-        let Ok(request) = shell.read().await else { continue };
+        let Some(request) = read_request(&mut shell).await else { continue };
         handle_shell(&shared, &mut state, &mut shell, request).await;
     }
+}
+
+/// Reads a shell request, keeping requests that `jupyter-protocol`'s typed parsing refuses (it wants
+/// fields clients leave out, such as `n` and `unique` of a history search) as JSON content.
+async fn read_request(shell: &mut KernelShellConnection) -> Option<JupyterMessage> {
+    use zeromq::SocketRecv;
+    let raw = shell.socket.recv().await.ok()?;
+    let raw = jupyter_zmq_client::RawMessage::from_multipart(raw, &shell.mac).ok()?;
+    if raw.jparts.len() < 4 {
+        return None;
+    }
+    let header: jupyter_protocol::Header = serde_json::from_slice(&raw.jparts[0]).ok()?;
+    let parent_header = serde_json::from_slice::<jupyter_protocol::Header>(&raw.jparts[1]).ok();
+    let metadata: Value = serde_json::from_slice(&raw.jparts[2]).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&raw.jparts[3]).ok()?;
+    let content = jupyter_protocol::JupyterMessageContent::from_type_and_content(&header.msg_type, body.clone())
+        .unwrap_or_else(|_| {
+            jupyter_protocol::JupyterMessageContent::UnknownMessage(jupyter_protocol::UnknownMessage {
+                msg_type: header.msg_type.clone(),
+                content: body,
+            })
+        });
+    Some(JupyterMessage {
+        zmq_identities: raw.zmq_identities,
+        header,
+        parent_header,
+        metadata,
+        content,
+        buffers: Vec::new(),
+        channel: None,
+    })
 }
 
 struct ShellState {
@@ -321,11 +354,7 @@ async fn complete(shared: &Shared, body: &Value) -> Value {
 async fn inspect(shared: &Shared, body: &Value) -> Value {
     let code = body["code"].as_str().unwrap_or("").to_string();
     let cursor = body["cursor_pos"].as_u64().unwrap_or(code.chars().count() as u64) as usize;
-    let mut byte = byte_offset(&code, cursor);
-    // Jupyter puts the cursor after the name; hover wants a position on it.
-    if byte > 0 && byte == code.len() {
-        byte -= code[..byte].chars().next_back().map(char::len_utf8).unwrap_or(0);
-    }
+    let byte = byte_offset(&code, cursor);
     let (tx, rx) = oneshot::channel();
     shared.engine.send(Request::Inspect { code, cursor: byte, reply: tx });
     match rx.await.ok().flatten() {

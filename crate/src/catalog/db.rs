@@ -321,7 +321,59 @@ pub struct Catalog {
     path: PathBuf,
     root: PathBuf,
     canonical_root: PathBuf,
-    conn: Mutex<Connection>,
+    conn: Mutex<Opened>,
+}
+
+/// The connection, and which copy of saekit's code opened it.
+///
+/// In a notebook (evcxr) every cell's compiled code carries its own copy of saekit, bundled SQLite
+/// included, so a `Workspace` made in one cell and used in the next would hand one SQLite's connection
+/// to another SQLite's functions (a crash). A copy that finds a connection opened by another opens its
+/// own and leaves the old one alone (it is never closed: only its own copy could do that safely).
+struct Opened {
+    copy: usize,
+    conn: Option<Connection>,
+}
+
+/// Identifies the copy of this code that is running: the address of a static, which each copy has its own.
+fn this_copy() -> usize {
+    static COPY: u8 = 0;
+    std::ptr::addr_of!(COPY) as usize
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if self.copy != this_copy() {
+            std::mem::forget(self.conn.take());
+        }
+    }
+}
+
+/// A locked connection.
+struct ConnGuard<'a>(MutexGuard<'a, Opened>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0.conn.as_ref().expect("catalog connection is open")
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.0.conn.as_mut().expect("catalog connection is open")
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).at(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+    // Switching to WAL takes an exclusive lock; a first open racing another may see SQLITE_BUSY
+    // without the busy handler being consulted, so retry for as long as the busy timeout.
+    retry_busy(|| conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))).at(path)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").at(path)?;
+    conn.pragma_update(None, "foreign_keys", "ON").at(path)?;
+    Ok(conn)
 }
 
 impl fmt::Debug for Catalog {
@@ -354,15 +406,9 @@ impl Catalog {
         };
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
         let canonical_root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
-        let conn = Connection::open(&path).at(&path)?;
-        conn.busy_timeout(BUSY_TIMEOUT).at(&path)?;
-        // Switching to WAL takes an exclusive lock; a first open racing another may see SQLITE_BUSY
-        // without the busy handler being consulted, so retry for as long as the busy timeout.
-        retry_busy(|| conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)))
-            .at(&path)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").at(&path)?;
-        conn.pragma_update(None, "foreign_keys", "ON").at(&path)?;
-        let catalog = Catalog { path, root, canonical_root, conn: Mutex::new(conn) };
+        let conn = open_connection(&path)?;
+        let catalog =
+            Catalog { path, root, canonical_root, conn: Mutex::new(Opened { copy: this_copy(), conn: Some(conn) }) };
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -378,13 +424,19 @@ impl Catalog {
         &self.root
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> Result<ConnGuard<'_>> {
         // A panic inside a transaction rolls it back as it unwinds, so the connection is still sound.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut opened = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if opened.copy != this_copy() {
+            let fresh = open_connection(&self.path)?;
+            std::mem::forget(opened.conn.replace(fresh));
+            opened.copy = this_copy();
+        }
+        Ok(ConnGuard(opened))
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let current = self.user_version(&conn)?;
         if current == SCHEMA_VERSION {
             return Ok(());
@@ -416,7 +468,7 @@ impl Catalog {
     /// otherwise). The catalog is locked meanwhile: `f` must use the `*_in` methods with the
     /// transaction it is given, never the catalog's own methods (which would deadlock).
     pub fn with_write_tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(&self.path)?;
         let value = f(&tx)?;
         tx.commit().at(&self.path)?;
@@ -549,7 +601,7 @@ impl Catalog {
     /// The dataset named `name_or_id`, or, if no dataset has that name and it is a number, the dataset
     /// with that id. [`Error::NotFound`] otherwise.
     pub fn dataset(&self, name_or_id: &str) -> Result<DatasetRow> {
-        self.dataset_in(&self.conn(), name_or_id)
+        self.dataset_in(&*self.conn()?, name_or_id)
     }
 
     /// [`dataset`](Self::dataset) on a given connection or transaction (e.g. inside
@@ -596,7 +648,7 @@ impl Catalog {
         }
         let where_clause = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
         let sql = format!("SELECT {DATASET_COLUMNS} FROM datasets d {where_clause} ORDER BY d.id");
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&sql).at(&self.path)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), |r| self.dataset_from_row(r))
@@ -707,7 +759,7 @@ impl Catalog {
     /// The tokenizations of dataset `dataset_id`, newest first.
     pub fn tokenizations(&self, dataset_id: i64) -> Result<Vec<TokenizationRow>> {
         let sql = format!("SELECT {TOKENIZATION_COLUMNS} FROM tokenizations WHERE dataset_id = ?1 ORDER BY id DESC");
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&sql).at(&self.path)?;
         stmt.query_map([dataset_id], |r| self.tokenization_from_row(r))
             .at(&self.path)?
@@ -765,7 +817,7 @@ impl Catalog {
     /// The recipe named `name` ([`Error::NotFound`] if none).
     pub fn recipe(&self, name: &str) -> Result<RecipeRow> {
         let sql = format!("SELECT {RECIPE_COLUMNS} FROM recipes WHERE name = ?1");
-        self.conn()
+        self.conn()?
             .query_row(&sql, [name], recipe_from_row)
             .optional()
             .at(&self.path)?
@@ -775,7 +827,7 @@ impl Catalog {
     /// All recipes, ordered by id.
     pub fn list_recipes(&self) -> Result<Vec<RecipeRow>> {
         let sql = format!("SELECT {RECIPE_COLUMNS} FROM recipes ORDER BY id");
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&sql).at(&self.path)?;
         stmt.query_map([], recipe_from_row).at(&self.path)?.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
     }
@@ -784,7 +836,7 @@ impl Catalog {
 
     /// Every artifact path any row points to (absolute).
     pub fn referenced_artifacts(&self) -> Result<HashSet<PathBuf>> {
-        self.referenced_artifacts_in(&self.conn())
+        self.referenced_artifacts_in(&*self.conn()?)
     }
 
     /// [`referenced_artifacts`](Self::referenced_artifacts) on a given connection or transaction.
@@ -973,14 +1025,14 @@ mod tests {
     #[test]
     fn fresh_catalog_gets_latest_version_and_reopen_is_a_no_op() {
         let (dir, catalog) = open_temp();
-        let version: i64 = catalog.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = catalog.conn().unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let mode: String = catalog.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = catalog.conn().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         catalog.insert_dataset(&new_dataset("a", "local", &[])).unwrap();
         drop(catalog);
         let again = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
-        let version: i64 = again.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = again.conn().unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(again.list_datasets(&DatasetFilter::default()).unwrap().len(), 1);
     }
@@ -1104,7 +1156,8 @@ mod tests {
         assert_eq!(updated.artifact_path.as_deref(), Some(artifact.as_path()));
         assert!(updated.updated_at >= row.updated_at);
         // Stored relative to the workspace root.
-        let stored: String = catalog.conn().query_row("SELECT artifact_path FROM datasets", [], |r| r.get(0)).unwrap();
+        let stored: String =
+            catalog.conn().unwrap().query_row("SELECT artifact_path FROM datasets", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, "artifacts/dataset/x1");
 
         let cleared = catalog
@@ -1179,7 +1232,8 @@ mod tests {
         assert_eq!(removed, [ds_artifact, t1, t2]);
         assert!(matches!(catalog.dataset("d"), Err(Error::NotFound { .. })));
         assert!(catalog.tokenizations(d.id).unwrap().is_empty());
-        let tags: i64 = catalog.conn().query_row("SELECT count(*) FROM dataset_tags", [], |r| r.get(0)).unwrap();
+        let tags: i64 =
+            catalog.conn().unwrap().query_row("SELECT count(*) FROM dataset_tags", [], |r| r.get(0)).unwrap();
         assert_eq!(tags, 0);
         assert_eq!(catalog.referenced_artifacts().unwrap(), HashSet::from([outside]));
         assert!(matches!(catalog.delete_dataset("d"), Err(Error::NotFound { .. })));

@@ -79,7 +79,7 @@ pub fn new_display_id() -> String {
 
 /// Shows a value as an output of the cell, in order with what the cell prints; several per cell are fine.
 pub fn show(value: &(impl Render + ?Sized)) {
-    display_bundle(&value.bundle(), None);
+    value.show();
 }
 
 /// Shows a value that can be replaced in place later, from any thread: `let live = show_live(&chart);

@@ -74,6 +74,12 @@ pub trait Render {
     fn evcxr_display(&self) {
         print!("{}", self.bundle().to_evcxr());
     }
+
+    /// Shows the value as an output of its own (what [`show`] does). Values that change, such as jobs,
+    /// show a display that updates in place.
+    fn show(&self) {
+        kernel::display_bundle(&self.bundle(), None);
+    }
 }
 
 impl Render for MimeBundle {

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::{Job, JobStatus, Progress, ProgressSink};
 use crate::display::{MimeBundle, Render, STYLE, escape, kernel};
@@ -102,14 +103,29 @@ impl<T> Render for Job<T> {
     /// [`MAX_EVENTS_PER_SECOND`](super::MAX_EVENTS_PER_SECOND) times a second) until its final rendering,
     /// also after the cell has returned. Elsewhere it shows its state now.
     fn evcxr_display(&self) {
-        if !kernel::under_kernel() {
+        if kernel::under_kernel() {
+            self.show_live();
+        } else {
             print!("{}", self.bundle().to_evcxr());
-            return;
         }
+    }
+
+    fn show(&self) {
+        if kernel::under_kernel() {
+            self.show_live();
+        } else {
+            kernel::display_bundle(&self.bundle(), None);
+        }
+    }
+}
+
+impl<T> Job<T> {
+    fn show_live(&self) {
         let id = kernel::new_display_id();
         kernel::display_bundle(&self.bundle(), Some(&id));
         if !self.status().is_finished() {
-            self.subscribe(Arc::new(LiveProgress { id: id.clone() }));
+            let sink = LiveProgress { id: id.clone(), last: Mutex::new(Instant::now()) };
+            self.subscribe(Arc::new(sink));
             // It may have finished between the snapshot and the subscription: show the final state.
             if self.status().is_finished() {
                 kernel::update_bundle(&id, &self.bundle());
@@ -118,13 +134,24 @@ impl<T> Render for Job<T> {
     }
 }
 
-/// Sends a job's progress to its display under saekit-kernel.
+/// Sends a job's progress to its display under saekit-kernel: at most one update per
+/// 1/[`MAX_EVENTS_PER_SECOND`](super::MAX_EVENTS_PER_SECOND) s, counting the display itself, and always the
+/// final state.
 struct LiveProgress {
     id: String,
+    last: Mutex<Instant>,
 }
 
 impl ProgressSink for LiveProgress {
     fn progress(&self, progress: &Progress) {
+        let gap = Duration::from_millis(1000 / super::MAX_EVENTS_PER_SECOND as u64);
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if !progress.status.is_finished() && last.elapsed() < gap {
+                return;
+            }
+            *last = Instant::now();
+        }
         kernel::update_bundle(&self.id, &progress_bundle(progress));
     }
 }
