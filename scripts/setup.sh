@@ -29,6 +29,12 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
+# playwright-core for the JupyterLab browser check (tests/browser; pinned in its package-lock.json).
+if command -v npm >/dev/null && [ ! -d tests/browser/node_modules ]; then
+  echo "== installing playwright-core (npm ci)"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "note: npm ci failed; the browser check will try again"
+fi
+
 echo "== building saekit"
 cargo build -p saekit --bins
 
