@@ -36,7 +36,8 @@ fn a_job_registers_with_the_kernel_and_an_interrupt_cancels_it() {
     let hello: serde_json::Value = serde_json::from_str(&hello).unwrap();
     assert_eq!(hello["op"], "job");
     assert_eq!(hello["name"], "spin");
-    assert_eq!(job.status(), JobStatus::Running);
+    // It registers as it starts, before its status says running.
+    assert!(!job.status().is_finished());
 
     stream.write_all(b"cancel\n").unwrap();
     assert!(matches!(job.wait(), Err(Error::Cancelled)));
