@@ -40,38 +40,12 @@ pub fn interpose() {
     if send(&writer, &json!({"op": "hello", "pid": std::process::id()})).is_err() {
         return;
     }
-    // SAFETY: plain descriptor juggling before any other thread exists; every call is checked.
-    let (pipe_read, real_stdout) = unsafe {
-        let mut fds = [0; 2];
-        if libc::pipe(fds.as_mut_ptr()) != 0 {
-            return;
-        }
-        let real = libc::dup(1);
-        if real < 0 || libc::dup2(fds[1], 1) < 0 {
-            return;
-        }
-        libc::close(fds[1]);
-        (File::from_raw_fd(fds[0]), File::from_raw_fd(real))
-    };
+    let Some((pipe_read, real_stdout)) = divert(1, Direction::Out) else { return };
     let out = writer.clone();
     std::thread::spawn(move || Sorter::new(out, real_stdout).run(pipe_read));
     // Likewise stdin, where evcxr's commands arrive: the kernel hears when a cell's code starts running
     // (output before that, while the cell compiles, comes from threads of earlier cells).
-    // SAFETY: as above.
-    let stdin_pipe = unsafe {
-        let mut fds = [0; 2];
-        if libc::pipe(fds.as_mut_ptr()) == 0 {
-            let real = libc::dup(0);
-            if real >= 0 && libc::dup2(fds[0], 0) >= 0 {
-                libc::close(fds[0]);
-                Some((File::from_raw_fd(real), File::from_raw_fd(fds[1])))
-            } else {
-                None
-            }
-        } else {
-            None
-        }
-    };
+    let stdin_pipe = divert(0, Direction::In).map(|(pipe_write, real)| (real, pipe_write));
     if let Some((real_stdin, mut pipe_write)) = stdin_pipe {
         let out = writer.clone();
         std::thread::spawn(move || {
@@ -87,6 +61,42 @@ pub fn interpose() {
         });
     }
     std::thread::spawn(move || answer_pings(reader, writer));
+}
+
+/// Which way data flows through a diverted descriptor.
+pub enum Direction {
+    /// The process writes to the descriptor (stdout, stderr); we read the pipe.
+    Out,
+    /// The process reads the descriptor (stdin); we write the pipe.
+    In,
+}
+
+/// Replaces descriptor `fd` with one end of a new pipe. Returns our end of the pipe and a duplicate of
+/// the original descriptor (to pass data on to), or `None` (nothing changed) if a call fails.
+pub fn divert(fd: i32, direction: Direction) -> Option<(File, File)> {
+    // SAFETY: descriptor calls on descriptors we create, each result checked; done before other threads
+    // use `fd`.
+    unsafe {
+        let mut fds = [0; 2];
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let (ours, theirs) = match direction {
+            Direction::Out => (fds[0], fds[1]),
+            Direction::In => (fds[1], fds[0]),
+        };
+        let original = libc::dup(fd);
+        if original < 0 || libc::dup2(theirs, fd) < 0 {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            if original >= 0 {
+                libc::close(original);
+            }
+            return None;
+        }
+        libc::close(theirs);
+        Some((File::from_raw_fd(ours), File::from_raw_fd(original)))
+    }
 }
 
 fn send(writer: &Mutex<UnixStream>, message: &serde_json::Value) -> std::io::Result<()> {

@@ -67,20 +67,7 @@ pub fn run(connection_file: PathBuf) -> Result<()> {
 /// dependency builds show in the cell that asked for them; everything is still written to the real stderr.
 fn capture_own_stderr(outputs: Arc<Outputs>) {
     use std::io::{BufRead, BufReader, Write};
-    use std::os::fd::FromRawFd;
-    // SAFETY: descriptor juggling with checked results before other threads write to stderr.
-    let (read, mut real) = unsafe {
-        let mut fds = [0; 2];
-        if libc::pipe(fds.as_mut_ptr()) != 0 {
-            return;
-        }
-        let real = libc::dup(2);
-        if real < 0 || libc::dup2(fds[1], 2) < 0 {
-            return;
-        }
-        libc::close(fds[1]);
-        (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(real))
-    };
+    let Some((read, mut real)) = child::divert(2, child::Direction::Out) else { return };
     std::thread::spawn(move || {
         for line in BufReader::new(read).lines() {
             let Ok(line) = line else { break };

@@ -289,7 +289,8 @@ fn default_root() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".saekit"))
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Dataset names: letters, digits, `-_./`, not digits only (those are ids).
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.chars().all(|c| c.is_ascii_digit())

@@ -41,7 +41,7 @@ impl Workspace {
     /// workspace as Parquet instead. A failed or pending dataset of that name is replaced; a ready one is
     /// an error.
     pub fn download_dataset_with(&self, name: &str, plan: &DownloadPlan, ctx: &JobContext) -> Result<Dataset> {
-        check_name(name)?;
+        crate::catalog::check_name(name)?;
         if let Ok(existing) = self.catalog().dataset(name)
             && existing.name == name
             && existing.status == DatasetStatus::Ready
@@ -132,20 +132,6 @@ fn replace_unready(ws: &Workspace, tx: &rusqlite::Transaction, name: &str) -> Re
         ws.catalog().delete_dataset_in(tx, name)?;
     }
     Ok(())
-}
-
-fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.chars().all(|c| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "dataset name {name:?}: use letters, digits, `-`, `_`, `.` and `/` (not digits only: those are ids)"
-        )))
-    }
 }
 
 fn with_text(source: Source, text: &TextField) -> Source {
