@@ -8,6 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Kernels in the tests start in-process, every time, unless a test asks for a spare kernel (test_spare.py):
+# which process serves a session should not depend on what an earlier test left behind.
+os.environ.setdefault("SAEKIT_KERNEL_SPARE", "0")
+
 
 @pytest.fixture(scope="session")
 def saekit():

@@ -112,6 +112,33 @@ fn answer_pings(reader: UnixStream, writer: Arc<Mutex<UnixStream>>) {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if message["op"] == "ping" {
             let _ = send(&writer, &json!({"op": "pong", "n": message["n"]}));
+        } else if message["op"] == "env" {
+            apply_env(&message);
+        }
+    }
+}
+
+/// Applies an "env" message: `cwd`, then `set` (an object) and `unset` (a list) of environment variables.
+/// A spare kernel's processes adopt the Jupyter session they are handed to this way.
+pub fn apply_env(message: &serde_json::Value) {
+    if let Some(cwd) = message["cwd"].as_str() {
+        if let Err(e) = std::env::set_current_dir(cwd) {
+            eprintln!("saekit-kernel: cannot change to the notebook's directory {cwd}: {e}");
+        }
+    }
+    // SAFETY: environment changes race with C code reading the environment on other threads; when this
+    // runs, no cell is running and the kernel's own threads are waiting on sockets (std's own accesses
+    // are locked).
+    if let Some(set) = message["set"].as_object() {
+        for (key, value) in set {
+            if let Some(value) = value.as_str() {
+                unsafe { std::env::set_var(key, value) };
+            }
+        }
+    }
+    if let Some(unset) = message["unset"].as_array() {
+        for key in unset.iter().filter_map(|k| k.as_str()) {
+            unsafe { std::env::remove_var(key) };
         }
     }
 }

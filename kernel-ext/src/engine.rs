@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
 
@@ -43,9 +44,15 @@ pub struct Engine {
     requests: Sender<Request>,
     /// evcxr's child process (the same handle across restarts).
     pub process: Arc<std::sync::Mutex<Option<Arc<std::sync::Mutex<std::process::Child>>>>>,
+    /// Set once the preload has run (or failed): the next cell runs without waiting for the start.
+    pub ready: Arc<AtomicBool>,
 }
 
 impl Engine {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
     pub fn send(&self, request: Request) {
         let _ = self.requests.send(request);
     }
@@ -54,7 +61,8 @@ impl Engine {
 /// Starts the engine thread. `preload` runs once, before any request.
 pub fn start(outputs: Arc<Outputs>, preload: Vec<String>) -> Engine {
     let (requests, receiver) = channel();
-    let engine = Engine { requests, process: Arc::new(std::sync::Mutex::new(None)) };
+    let engine =
+        Engine { requests, process: Arc::new(std::sync::Mutex::new(None)), ready: Arc::new(AtomicBool::new(false)) };
     let handles = engine.clone();
     std::thread::Builder::new()
         .name("evcxr".into())
@@ -71,6 +79,7 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
         Err(e) => {
             let message = format!("evcxr could not start: {e}");
             eprintln!("saekit-kernel: {message}");
+            handles.ready.store(true, Ordering::SeqCst);
             fail_all(requests, &message);
             return;
         }
@@ -104,6 +113,7 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
         }
     }
     eprintln!("saekit-kernel: engine ready in {:.2} s", started.elapsed().as_secs_f64());
+    handles.ready.store(true, Ordering::SeqCst);
 
     for request in requests {
         match request {

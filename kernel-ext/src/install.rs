@@ -13,6 +13,7 @@ pub fn install(args: &[String]) -> Result<()> {
     let mut name = "saekit".to_string();
     let mut display_name = "Rust (saekit)".to_string();
     let mut prebuild_too = true;
+    let mut spare_too = crate::spare::enabled();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -37,6 +38,7 @@ pub fn install(args: &[String]) -> Result<()> {
                 display_name = args.get(i).context("--display-name needs a value")?.clone();
             }
             "--no-prebuild" => prebuild_too = false,
+            "--no-spare" => spare_too = false,
             other => bail!("unknown option {other:?} (see `saekit-kernel --help`)"),
         }
         i += 1;
@@ -48,8 +50,25 @@ pub fn install(args: &[String]) -> Result<()> {
     let dir = kernels.join(&name);
     write_kernelspec(&dir, &display_name)?;
     println!("installed kernelspec {name:?} in {}", dir.display());
+    // A running spare made by this kernel binary from these saekit sources means saekit is built: keep it.
+    // One from an older build or other sources is stopped (it also holds a build slot).
+    if let Some(pid) = crate::spare::running_and_current() {
+        println!("a spare kernel (pid {pid}) built from these sources is running: nothing to build");
+        return Ok(());
+    }
+    if crate::spare::stop() {
+        println!("stopped the running spare kernel (another build or other sources)");
+    }
     if prebuild_too {
         prebuild()?;
+    }
+    if spare_too {
+        if let Some(pid) = crate::spare::start_detached()? {
+            println!(
+                "started a spare kernel (pid {pid}): it gets ready in about 20 s and waits for the next notebook; \
+                 stop it with `saekit-kernel spare --stop`"
+            );
+        }
     }
     Ok(())
 }

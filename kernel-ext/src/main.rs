@@ -16,6 +16,7 @@ mod outputs;
 mod protocol;
 mod server;
 mod slots;
+mod spare;
 mod syntax;
 
 use std::path::PathBuf;
@@ -25,21 +26,29 @@ saekit-kernel: a Jupyter kernel for Rust with saekit preloaded
 
 usage:
   saekit-kernel --connection-file FILE     run the kernel (Jupyter starts it this way)
-  saekit-kernel install [--user | --prefix DIR] [--name NAME] [--no-prebuild]
-                                           register the kernelspec, then build saekit once into a
-                                           persistent build slot so that kernels start in seconds
+  saekit-kernel install [--user | --prefix DIR] [--name NAME] [--no-prebuild] [--no-spare]
+                                           register the kernelspec, build saekit once into a
+                                           persistent build slot, and start a spare kernel
   saekit-kernel prebuild                   build saekit into a free build slot (install does this)
+  saekit-kernel spare [--start | --wait [SECONDS] | --status | --stop]
+                                           the spare kernel: a preloaded kernel that waits for the
+                                           next notebook, so that it starts in about a second
+                                           (without options: run one in the foreground)
   saekit-kernel --version
 
 environment:
   SAEKIT_KERNEL_HOME   build slots and history (default ~/.cache/saekit-kernel)
   SAEKIT_CRATE_PATH    the saekit crate to preload (default: the one this kernel was built from)
+  SAEKIT_KERNEL_SPARE  0 turns spare kernels off (each kernel then starts in ~20 s)
+  SAEKIT_KERNEL_SPARE_IDLE
+                       seconds an unclaimed spare kernel waits before it exits (default 3600)
 ";
 
 fn main() {
     // In evcxr's child process (and when acting as its rustc wrapper) control never returns from here.
     child::interpose();
     evcxr::runtime_hook();
+    spare::remember_started_env();
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -49,6 +58,7 @@ fn main() {
         },
         Some("install") => install::install(&args[1..]),
         Some("prebuild") => install::prebuild().map(|_| ()),
+        Some("spare") => spare::command(&args[1..]),
         Some("--version") | Some("-V") => {
             println!("saekit-kernel {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -68,8 +78,13 @@ fn main() {
 pub fn saekit_crate_path() -> PathBuf {
     match std::env::var_os("SAEKIT_CRATE_PATH") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crate")),
+        None => default_crate_path(),
     }
+}
+
+/// The saekit crate beside this kernel's source.
+pub fn default_crate_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crate"))
 }
 
 /// Where build slots and history live.

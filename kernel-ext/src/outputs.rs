@@ -42,6 +42,11 @@ struct State {
     jobs: HashMap<u64, UnixStream>,
     next_job: u64,
     last_stderr: Option<Instant>,
+    /// When the last cell finished (or the kernel started); `None` while a cell is in progress.
+    idle_since: Option<Instant>,
+    /// Sent to evcxr's child when it connects: the working directory and environment of the Jupyter
+    /// session a spare kernel was handed to.
+    child_setup: Option<String>,
 }
 
 pub struct Outputs {
@@ -52,7 +57,8 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn new(iopub: UnboundedSender<JupyterMessage>) -> Arc<Outputs> {
-        Arc::new(Outputs { iopub, state: Mutex::new(State::default()), changed: Condvar::new() })
+        let state = State { idle_since: Some(Instant::now()), ..State::default() };
+        Arc::new(Outputs { iopub, state: Mutex::new(state), changed: Condvar::new() })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -87,6 +93,7 @@ impl Outputs {
     pub fn cell_started(&self, request: &JupyterMessage) {
         let mut state = self.lock();
         state.current = Some(request.clone());
+        state.idle_since = None;
         state.running = false;
         state.cell_stderr.clear();
         state.panicked = false;
@@ -117,6 +124,23 @@ impl Outputs {
         let mut state = self.lock();
         state.last = state.current.take();
         state.running = false;
+        state.idle_since = Some(Instant::now());
+    }
+
+    /// How long no cell has been in progress (`None` while one is).
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.lock().idle_since.map(|t| t.elapsed())
+    }
+
+    /// Gives evcxr's child process the working directory and environment in `setup` (a `child` "env"
+    /// message): now if it is connected, and again whenever it (re)connects.
+    pub fn set_child_setup(&self, setup: Value) {
+        let line = format!("{setup}\n");
+        let mut state = self.lock();
+        if let Some(child) = state.child.as_mut() {
+            let _ = child.write_all(line.as_bytes());
+        }
+        state.child_setup = Some(line);
     }
 
     /// Waits until everything the child printed before now has been published: a ping answered in order
@@ -255,8 +279,12 @@ impl Outputs {
 pub fn listen(path: &Path, outputs: Arc<Outputs>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    crate::spare::private_socket(path);
     std::thread::Builder::new().name("channel".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
+            if !crate::spare::same_user(&stream) {
+                continue;
+            }
             let outputs = outputs.clone();
             std::thread::spawn(move || serve(stream, outputs));
         }
@@ -271,7 +299,13 @@ fn serve(stream: UnixStream, outputs: Arc<Outputs>) {
     let Ok(hello) = serde_json::from_str::<Value>(&first) else { return };
     match hello["op"].as_str() {
         Some("hello") => {
-            outputs.lock().child = Some(writer);
+            let mut writer = writer;
+            let mut state = outputs.lock();
+            if let Some(setup) = &state.child_setup {
+                let _ = writer.write_all(setup.as_bytes());
+            }
+            state.child = Some(writer);
+            drop(state);
             for line in lines {
                 let Ok(line) = line else { break };
                 if let Ok(message) = serde_json::from_str::<Value>(&line) {

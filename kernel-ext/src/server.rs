@@ -19,17 +19,60 @@ use crate::history::History;
 use crate::outputs::{self, Outputs};
 use crate::protocol::{broadcast, byte_offset, char_offset, content, message, mime_data};
 use crate::syntax::{Completeness, completeness};
-use crate::{child, slots};
+use crate::{child, slots, spare};
 
 /// How long an interrupt waits for cancelled saekit jobs to let the cell finish before stopping its process.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
 
+/// Runs the kernel for the connection file Jupyter gave: in a waiting spare kernel when one is ready for
+/// this environment (this process then only relays its log and lives as long as it does), else here.
 pub fn run(connection_file: PathBuf) -> Result<()> {
     let text = std::fs::read_to_string(&connection_file)
         .with_context(|| format!("cannot read the connection file {}", connection_file.display()))?;
     let info: ConnectionInfo = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a Jupyter connection file", connection_file.display()))?;
+    if let Some(spare) = spare::claim(&text) {
+        return spare::relay(spare);
+    }
+    let prepared = prepare()?;
+    spare::replace_when_idle(&prepared);
+    serve_prepared(prepared, info)
+}
 
+/// A kernel whose engine is starting (or started), not yet bound to a Jupyter connection.
+pub struct Prepared {
+    _slot: slots::Slot,
+    pub slot_dir: PathBuf,
+    socket_path: PathBuf,
+    pub outputs: Arc<Outputs>,
+    pub engine: Engine,
+    iopub_rx: mpsc::UnboundedReceiver<JupyterMessage>,
+    rust_version: String,
+}
+
+impl Prepared {
+    pub fn stopper(&self) -> Stopper {
+        Stopper { engine: self.engine.clone(), socket_path: self.socket_path.clone() }
+    }
+}
+
+/// Stops a prepared kernel's evcxr child process and removes its channel socket, from any thread, before
+/// the process exits.
+#[derive(Clone)]
+pub struct Stopper {
+    engine: Engine,
+    socket_path: PathBuf,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        stop_child(&self.engine);
+        let _ = std::fs::remove_file(&self.socket_path);
+    }
+}
+
+/// Takes a build slot, opens the channel to evcxr's child and starts the engine, which preloads saekit.
+pub fn prepare() -> Result<Prepared> {
     let slot = slots::acquire(&crate::kernel_home())?;
     let socket_path = std::env::temp_dir().join(format!("saekit-kernel-{}.sock", std::process::id()));
     // SAFETY: no other thread exists yet; evcxr's child process inherits both.
@@ -54,10 +97,15 @@ pub fn run(connection_file: PathBuf) -> Result<()> {
         crate_path.display().to_string()
     )];
     let engine = engine::start(outputs.clone(), preload);
+    let slot_dir = slot.dir.clone();
+    Ok(Prepared { _slot: slot, slot_dir, socket_path, outputs, engine, iopub_rx, rust_version: rust_version() })
+}
 
+/// Serves Jupyter on `info`'s sockets until shutdown.
+pub fn serve_prepared(prepared: Prepared, info: ConnectionInfo) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let _slot = slot; // held (locked) for the kernel's life
-    let result = runtime.block_on(serve(info, outputs, engine.clone(), iopub_rx));
+    let Prepared { _slot, slot_dir: _, socket_path, outputs, engine, iopub_rx, rust_version } = prepared;
+    let result = runtime.block_on(serve(info, outputs, engine.clone(), iopub_rx, rust_version));
     stop_child(&engine);
     let _ = std::fs::remove_file(&socket_path);
     result
@@ -72,6 +120,7 @@ fn capture_own_stderr(outputs: Arc<Outputs>) {
         for line in BufReader::new(read).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(real, "{line}");
+            spare::copy_log_line(&line);
             outputs.kernel_stderr_line(&line);
         }
     });
@@ -96,6 +145,7 @@ async fn serve(
     outputs: Arc<Outputs>,
     engine: Engine,
     mut iopub_rx: mpsc::UnboundedReceiver<JupyterMessage>,
+    rust_version: String,
 ) -> Result<()> {
     let session = uuid::Uuid::new_v4().to_string();
     let mut iopub = create_kernel_iopub_xpub_connection(&info, &session).await?;
@@ -124,12 +174,7 @@ async fn serve(
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     tokio::spawn(serve_stdin(stdin, input_rx));
 
-    let shared = Arc::new(Shared {
-        outputs: outputs.clone(),
-        engine,
-        killed: AtomicBool::new(false),
-        rust_version: rust_version(),
-    });
+    let shared = Arc::new(Shared { outputs: outputs.clone(), engine, killed: AtomicBool::new(false), rust_version });
     outputs.publish("status", json!({"execution_state": "starting"}), None);
 
     let control_shared = shared.clone();
