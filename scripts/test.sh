@@ -5,6 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$SAEKIT_ROOT"
 bash scripts/setup.sh
+# setup's install started a spare kernel (tests/test_spare.py uses it and starts others): leave none behind.
+trap '"$SAEKIT_KERNEL_BIN" spare --stop >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo test (saekit)"
 cargo test -p saekit --no-fail-fast

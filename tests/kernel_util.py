@@ -241,8 +241,11 @@ class KernelSession:
         kernel_name: str | None = None,
         startup_timeout: float = 180,
         cwd: str | Path | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
+        launch: dict[str, Any] | None = None,
     ):
+        """`env` is merged over os.environ (a value of None removes that variable); `launch` holds further
+        arguments for KernelManager.start_kernel, which passes them on to Popen (e.g. stderr=a file)."""
         from jupyter_client.manager import KernelManager
 
         self.kernel_name = kernel_name or kernel_under_test()
@@ -253,7 +256,8 @@ class KernelSession:
         if cwd is not None:
             kwargs["cwd"] = str(cwd)
         if env is not None:
-            kwargs["env"] = {**os.environ, **env}
+            kwargs["env"] = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+        kwargs.update(launch or {})
         self.km.start_kernel(**kwargs)
         self.kc = self.km.client()
         self.kc.start_channels()
@@ -405,8 +409,10 @@ def execute_notebook(
     timeout: int = 900,
     allow_errors: bool = False,
     startup_timeout: int = 300,
+    launch: dict[str, Any] | None = None,
 ) -> Any:
-    """Executes a notebook (an nbformat node) in place through `kernel_name` and returns it."""
+    """Executes a notebook (an nbformat node) in place through `kernel_name` and returns it. `launch` holds
+    further arguments for the kernel manager's start_kernel (passed on to Popen, e.g. stderr=a file)."""
     from nbclient import NotebookClient
 
     kernel_name = kernel_name or kernel_under_test()
@@ -420,7 +426,7 @@ def execute_notebook(
         record_timing=True,
         resources={"metadata": {"path": str(cwd or NOTEBOOKS)}},
     )
-    client.execute()
+    client.execute(**(launch or {}))
     return nb
 
 

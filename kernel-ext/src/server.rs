@@ -116,7 +116,7 @@ pub fn serve_prepared(prepared: Prepared, info: ConnectionInfo) -> Result<()> {
 fn capture_own_stderr(outputs: Arc<Outputs>) {
     use std::io::{BufRead, BufReader, Write};
     let Some((read, mut real)) = child::divert(2, child::Direction::Out) else { return };
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         for line in BufReader::new(read).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(real, "{line}");
@@ -124,6 +124,31 @@ fn capture_own_stderr(outputs: Arc<Outputs>) {
             outputs.kernel_stderr_line(&line);
         }
     });
+    *STDERR_THREAD.lock().unwrap() = Some(thread);
+}
+
+static STDERR_THREAD: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
+/// Exits the process once what it wrote to stderr has reached the real stderr (and the launcher): the
+/// pipe is closed on our side, and the thread copying it gets a moment to finish.
+pub fn exit(code: i32) -> ! {
+    let thread = STDERR_THREAD.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(thread) = thread {
+        // SAFETY: replaces descriptor 2 with /dev/null, which drops our end of the stderr pipe.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null >= 0 {
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
+        // A cargo process still running holds the pipe open too: do not wait for it long.
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    std::process::exit(code)
 }
 
 fn stop_child(engine: &Engine) {
@@ -191,7 +216,7 @@ async fn serve(
                 if let Ok(path) = std::env::var(child::SOCKET_ENV) {
                     let _ = std::fs::remove_file(path);
                 }
-                std::process::exit(0);
+                exit(0);
             }
         }
     });

@@ -305,6 +305,9 @@ pub fn run() -> Result<()> {
         eprintln!("saekit-kernel: a spare kernel is already running for {}", home.display());
         return Ok(());
     }
+    // Its pid, for `spare --stop` while it is still preparing (before it listens).
+    let _ = lock.set_len(0);
+    let _ = (&lock).write_all(std::process::id().to_string().as_bytes());
     let started = Instant::now();
     let fingerprint = Fingerprint::of(&started_env());
     let prepared = server::prepare()?;
@@ -327,7 +330,7 @@ pub fn run() -> Result<()> {
                 eprintln!("saekit-kernel: spare kernel unclaimed for {} s; exiting", limit.as_secs());
                 let _ = std::fs::remove_file(&path);
                 stopper.stop();
-                std::process::exit(0);
+                server::exit(0);
             }
         });
     }
@@ -354,7 +357,7 @@ pub fn run() -> Result<()> {
                 answer(&mut stream, json!({"ok": true, "pid": std::process::id()}));
                 let _ = std::fs::remove_file(&path);
                 stopper.stop();
-                std::process::exit(0);
+                server::exit(0);
             }
             Some("claim") => {
                 let theirs: Option<Fingerprint> = serde_json::from_value(request["fingerprint"].clone()).ok();
@@ -369,7 +372,7 @@ pub fn run() -> Result<()> {
                     answer(&mut stream, json!({"ok": false, "why": why}));
                     let _ = std::fs::remove_file(&path);
                     stopper.stop();
-                    std::process::exit(0);
+                    server::exit(0);
                 }
                 let info = request["connection"].as_str().and_then(|c| serde_json::from_str::<ConnectionInfo>(c).ok());
                 let Some(info) = info else {
@@ -466,7 +469,7 @@ fn serve_claimed(prepared: Prepared, info: ConnectionInfo, stream: UnixStream) -
         let _ = stream.read_to_end(&mut Vec::new());
         eprintln!("saekit-kernel: the launcher process ended; exiting");
         stopper.stop();
-        std::process::exit(0);
+        server::exit(0);
     });
     replace_when_idle(&prepared);
     server::serve_prepared(prepared, info)
@@ -563,8 +566,16 @@ pub fn running_and_current() -> Option<u64> {
 
 /// Stops the running spare, if any, and waits until it has let go of its build slot.
 pub fn stop() -> bool {
-    let stopped = ask("stop").is_some();
     let home = crate::kernel_home();
+    let mut stopped = ask("stop").is_some();
+    if !stopped && spare_running(&home) {
+        // Still preparing, so not listening yet: it wrote its pid into its lock file.
+        let pid = std::fs::read_to_string(home.join("spare.lock")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|&p| p > 0) {
+            // SAFETY: a plain signal to a process id read from the lock file that process holds.
+            stopped = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while spare_running(&home) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
