@@ -5,7 +5,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$SAEKIT_ROOT"
 bash scripts/setup.sh
-# setup's install started a spare kernel (tests/test_spare.py uses it and starts others): leave none behind.
+# setup's install started a spare kernel. The tests run kernels with spares off (tests/conftest.py), and
+# a spare would hold the build slot that install just built, sending them to another slot that may have
+# to build saekit again; tests/test_spare.py starts the spares it needs. Leave none behind either.
+"$SAEKIT_KERNEL_BIN" spare --stop
 trap '"$SAEKIT_KERNEL_BIN" spare --stop >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo test (saekit)"
