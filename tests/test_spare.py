@@ -264,6 +264,13 @@ def spares():
 # The tests
 
 
+def stop_marked_spare() -> None:
+    """Stops a spare left with the MARK build setting, which would be declined by every later kernel."""
+    st = status()
+    if st is not None and "fingerprint" in st and [MARK, "1"] in st["fingerprint"]["build_env"]:
+        stop_spares()
+
+
 def test_a_kernel_is_served_by_the_ready_spare(tmp_path):
     st = current_spare()
     pid = st["pid"]
@@ -374,9 +381,7 @@ def test_a_spare_with_other_build_settings_is_declined(tmp_path):
             assert result_text(s.ok("saekit_version")) == json.dumps(SAEKIT_VERSION)
         assert_logged(pid, f"saekit-kernel: spare kernel declined a claim (build settings differ: {MARK}); exiting")
     finally:
-        st = status()
-        if st is not None and "fingerprint" in st and [MARK, "1"] in st["fingerprint"]["build_env"]:
-            stop_spares()
+        stop_marked_spare()
 
 
 def test_a_claimed_kernel_starts_the_next_spare_when_idle(tmp_path):
@@ -437,9 +442,7 @@ def test_install_replaces_a_spare_that_does_not_fit(tmp_path):
         new = ready_spare()
         assert new["pid"] == int(started.group(1)) != old and fits(new), new
     finally:
-        st = status()
-        if st is not None and "fingerprint" in st and [MARK, "1"] in st["fingerprint"]["build_env"]:
-            stop_spares()
+        stop_marked_spare()
 
 
 def test_spares_off_leaves_the_spare_alone(tmp_path):
