@@ -83,6 +83,11 @@ pub enum Error {
     #[error("{what} is being written by another process (or notebook kernel); wait for it to finish")]
     Busy { what: String },
 
+    /// An artifact that others were made from, asked to be deleted alone.
+    #[error("{what} is used by {}; delete those first, or delete with cascade (`Workspace::delete_cascade`, \
+        `saekit delete --cascade`)", dependents.join(", "))]
+    InUse { what: String, dependents: Vec<String> },
+
     /// The catalog database itself.
     #[error("catalog {}: {source}", path.display())]
     Catalog { path: PathBuf, source: rusqlite::Error },

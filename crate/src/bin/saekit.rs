@@ -30,7 +30,9 @@ commands:
   list [--status S] [--tag T] [--source S] [--name TEXT]
   show NAME                       a dataset's card
   tag NAME TAG...                 set a dataset's tags
-  delete NAME                     delete a dataset, its tokenizations and the files saekit made for it
+  delete NAME [--cascade]         delete a dataset and the files saekit made for it; one that was
+                                  tokenized is refused unless --cascade (which deletes those too)
+  lineage NAME                    what a dataset was made from and what was made from it
   tokenize DATASET [OPTIONS]      tokenize a dataset into a token store registered in the catalog
   tokenize --out DIR PATH... [OPTIONS] [--json]
                                   tokenize files into a token store in DIR (no workspace)
@@ -151,7 +153,8 @@ fn run(mut args: Vec<String>) -> Result<()> {
             println!("{}", open_workspace()?.find(&filter)?.bundle().plain());
             Ok(())
         }
-        "show" | "delete" | "tag" => {
+        "show" | "delete" | "tag" | "lineage" => {
+            let cascade = take_flag(&mut args, "--cascade");
             if args.is_empty() {
                 return Err(Error::InvalidArgument(format!("{command} needs a dataset NAME")));
             }
@@ -162,6 +165,11 @@ fn run(mut args: Vec<String>) -> Result<()> {
                 "tag" => {
                     let tags: Vec<&str> = args.iter().map(String::as_str).collect();
                     println!("{}", ws.tag(&name, &tags)?.bundle().plain());
+                }
+                "lineage" => println!("{}", ws.dataset(&name)?.lineage()?.bundle().plain()),
+                _ if cascade => {
+                    ws.delete_dataset_cascade(&name)?;
+                    println!("deleted {name} and what was made from it");
                 }
                 _ => {
                     ws.delete_dataset(&name)?;
@@ -231,7 +239,7 @@ fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
         }
     };
     report.section("Tokenization of austen", &tokenization);
-    report.section("First packed sequences", &tokenization.page(&tokenizer, 0, 2)?);
+    report.section("First packed sequences", &tokenization.page_with(&tokenizer, 0, 2)?);
     report.section("Catalog", &ws.datasets()?);
     report.provenance("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64()));
     report.write_html(out)?;

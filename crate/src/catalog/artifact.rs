@@ -82,6 +82,11 @@ impl ArtifactWriter {
         &self.dir
     }
 
+    /// Where [`commit`](Self::commit) will move the directory: `artifacts/<kind>/<unique>`.
+    pub fn final_path(&self) -> PathBuf {
+        self.root.join(ARTIFACTS_DIR).join(&self.kind).join(&self.unique)
+    }
+
     /// The artifact kind, e.g. `dataset` or `tokens`.
     pub fn kind(&self) -> &str {
         &self.kind
@@ -108,7 +113,7 @@ impl ArtifactWriter {
         sync_tree(&self.dir)?;
         let kind_dir = self.root.join(ARTIFACTS_DIR).join(&self.kind);
         fs::create_dir_all(&kind_dir).map_err(|e| Error::io(&kind_dir, e))?;
-        let final_path = kind_dir.join(&self.unique);
+        let final_path = self.final_path();
         let mut moved = false;
         let result = catalog.with_write_tx(|tx| {
             fs::rename(&self.dir, &final_path).map_err(|e| Error::io(&final_path, e))?;

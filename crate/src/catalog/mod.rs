@@ -1,20 +1,36 @@
-//! The workspace: a folder holding a SQLite catalog of datasets and the artifacts made from them
-//! (imported data, token stores, recipes, training runs). Artifacts are written under `tmp/` and enter
-//! the catalog only when complete, so a crash at any moment leaves the old state or a clearly marked
-//! partial; several processes (notebook kernels) can share one workspace.
+//! The workspace: a folder holding a SQLite catalog of datasets and the artifacts made from them (imported
+//! data, token stores; later mixes, activation caches, SAEs). Every artifact is made through one
+//! lifecycle ([`lifecycle`]: claim, visible row with status and progress, work under `tmp/`, commit or
+//! nothing) and recorded with its parents, so a crash at any moment leaves the old state or a clearly
+//! marked partial, and several processes (notebook kernels) can share one workspace.
+//!
+//! Rooms: `db` (connection, migrations), `artifacts` (every artifact's row, tags, lineage), `datasets`
+//! (the dataset table), `artifact` (files written atomically), `lifecycle` (the one way to make an
+//! artifact), `lineage` (its display); this file holds the workspace and the dataset stage (add, import).
 
 mod artifact;
+mod artifacts;
+mod datasets;
 mod db;
+mod lifecycle;
+mod lineage;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 pub use artifact::*;
-pub use db::*;
+pub use artifacts::*;
+pub use datasets::*;
+pub use db::{Catalog, SCHEMA_VERSION};
+pub use lifecycle::{ArtifactPlan, IfReady, Produced, Request, StageRecord, WorkDir};
+pub use lineage::Lineage;
 
 use crate::display::{Card, MimeBundle, Render, Table};
 use crate::error::{Error, Result, count};
@@ -28,27 +44,51 @@ pub const WORKSPACE_ENV: &str = "SAEKIT_HOME";
 /// Rows after which an imported dataset's Parquet file is closed (it ends with the batch that crosses it).
 const ROWS_PER_SHARD: usize = 100_000;
 
-/// A workspace folder and its catalog.
+/// A workspace folder and its catalog. Cheap to clone: clones share one catalog (a job started from a
+/// workspace uses it too, without reopening it).
+#[derive(Clone)]
 pub struct Workspace {
+    inner: Arc<WorkspaceInner>,
+}
+
+struct WorkspaceInner {
     root: PathBuf,
     catalog: Catalog,
 }
 
 impl std::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Workspace({})", self.root.display())
+        write!(f, "Workspace({})", self.root().display())
+    }
+}
+
+/// Anything in the catalog with an artifact id: what [`Workspace::lineage`] starts from.
+pub trait Artifact {
+    fn artifact_id(&self) -> i64;
+}
+
+impl Artifact for i64 {
+    fn artifact_id(&self) -> i64 {
+        *self
+    }
+}
+
+impl Artifact for ArtifactRow {
+    fn artifact_id(&self) -> i64 {
+        self.id
     }
 }
 
 impl Workspace {
-    /// Opens (creating if needed) the workspace at `root`, and clears what crashed writers left behind.
+    /// Opens (creating if needed) the workspace at `root`, and clears what crashed writers left behind
+    /// (once, here: jobs share the opened workspace).
     pub fn open(root: impl AsRef<Path>) -> Result<Workspace> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(&root, e))?;
         let catalog = Catalog::open(&root.join("catalog.sqlite"))?;
         recover(&root, &catalog)?;
-        Ok(Workspace { root, catalog })
+        Ok(Workspace { inner: Arc::new(WorkspaceInner { root, catalog }) })
     }
 
     /// Opens the workspace at `$SAEKIT_HOME`, or `~/.saekit`.
@@ -57,187 +97,66 @@ impl Workspace {
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.root
     }
 
     /// The catalog, for lower-level access.
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        &self.inner.catalog
     }
 
     /// Registers files as a dataset without copying them: reads them once to check them and compute
-    /// statistics and the schema. A dataset of that name left pending or failed by an interrupted
-    /// earlier attempt is taken over; a ready one is an error.
+    /// statistics, the schema and a fingerprint. A dataset of that name left failed or interrupted by
+    /// an earlier attempt is taken over; a ready one is [`Error::AlreadyExists`] (see
+    /// [`Workspace::ensure_dataset`] for a call that is safe to repeat).
     pub fn add_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        self.add_dataset_with(name, source, &JobContext::detached("add"))
+        self.make(AddDataset::by_reference(name, source))
     }
 
     /// [`Workspace::add_dataset`] as a background job: returns at once; progress in bytes read.
     pub fn add_dataset_job(&self, name: &str, source: &Source) -> Job<Dataset> {
-        let (root, name, source) = (self.root.clone(), name.to_string(), source.clone());
-        Job::spawn(&format!("add {name}"), move |ctx| Workspace::open(&root)?.add_dataset_with(&name, &source, ctx))
-    }
-
-    /// [`Workspace::add_dataset`], reporting progress to (and stopping when cancelled through) `ctx`.
-    pub fn add_dataset_with(&self, name: &str, source: &Source, ctx: &JobContext) -> Result<Dataset> {
-        let claim = self.begin_dataset(name, source, "local")?;
-        let scanned = (|| -> Result<(SchemaView, DatasetStats)> {
-            ctx.phase("reading", "bytes", Some(source.total_bytes()));
-            let schema = source.schema()?;
-            let stats = DatasetStats::compute_with(source.documents()?, |read| {
-                ctx.set_done(read.bytes_read);
-                !ctx.is_cancelled()
-            })?;
-            Ok((schema, stats))
-        })();
-        self.finish_dataset(&claim, source, scanned)
+        self.make_job(AddDataset::by_reference(name, source))
     }
 
     /// Copies a source into the workspace as Parquet (a `text` column then the metadata columns), so it
     /// survives the original files moving, and registers it. Statistics come from the same pass.
     pub fn import_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
-        self.import_dataset_with(name, source, &JobContext::detached("import"))
+        self.make(AddDataset::import(name, source))
     }
 
     /// [`Workspace::import_dataset`] as a background job: returns at once; progress in bytes read. A
     /// cancelled import leaves no file and no row behind (or the earlier failed row, if it took one over).
     pub fn import_dataset_job(&self, name: &str, source: &Source) -> Job<Dataset> {
-        let (root, name, source) = (self.root.clone(), name.to_string(), source.clone());
-        Job::spawn(&format!("import {name}"), move |ctx| {
-            Workspace::open(&root)?.import_dataset_with(&name, &source, ctx)
-        })
+        self.make_job(AddDataset::import(name, source))
     }
 
-    /// [`Workspace::import_dataset`], reporting progress to (and stopping when cancelled through) `ctx`.
-    pub fn import_dataset_with(&self, name: &str, source: &Source, ctx: &JobContext) -> Result<Dataset> {
-        let claim = self.begin_dataset(name, source, "local")?;
-        let row = &claim.row;
-        let written = (|| -> Result<(SchemaView, DatasetStats, ArtifactWriter, Vec<PathBuf>)> {
-            ctx.phase("importing", "bytes", Some(source.total_bytes()));
-            let schema = source.schema()?;
-            let writer = ArtifactWriter::begin(&self.root, "datasets")?;
-            let (stats, files) = write_parquet_shards(source, writer.dir(), ctx)?;
-            Ok((schema, stats, writer, files))
-        })();
-        match written {
-            Err(e) => self.finish_dataset(&claim, source, Err(e)),
-            Ok((schema, stats, writer, files)) => {
-                let names: Vec<String> =
-                    files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-                let num_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-                let imported = writer.commit(&self.catalog, |tx, dir| {
-                    // Relative to the workspace root, so the workspace can move; see Dataset::source.
-                    let relative = dir.strip_prefix(&self.root).unwrap_or(dir);
-                    let paths: Vec<String> =
-                        names.iter().map(|n| relative.join(n).to_string_lossy().into_owned()).collect();
-                    let spec = SourceSpec {
-                        paths: paths.clone(),
-                        format: Some(Format::Parquet),
-                        text: TextField::Column("text".into()),
-                        ..source.spec().clone()
-                    };
-                    let mut metadata = dataset_metadata(source, &schema, &stats);
-                    metadata["imported_from"] = json!(source.files());
-                    let update = DatasetUpdate {
-                        status: Some(DatasetStatus::Ready),
-                        spec: Some(serde_json::to_value(&spec).unwrap_or_default()),
-                        paths: Some(paths),
-                        artifact_path: Some(dir.to_path_buf()),
-                        metadata: Some(metadata),
-                        num_rows: Some(stats.documents),
-                        num_bytes: Some(num_bytes),
-                        error: Some(None),
-                    };
-                    self.catalog.update_dataset_in(tx, row.id, &update).map(|_| ())
-                });
-                match imported {
-                    Ok(()) => self.dataset(name),
-                    Err(e) => {
-                        self.abandon(&claim, &e);
-                        Err(e)
-                    }
+    /// The ready dataset `name` if it was registered from this source (same files, format and text
+    /// mapping) and its files are unchanged (same sizes and modification times, or else the same
+    /// content hash); otherwise (re)registers it by reference. Safe to run again and again from a
+    /// notebook cell. A changed dataset that something was made from is [`Error::InUse`]: delete it
+    /// (with its dependents) first.
+    pub fn ensure_dataset(&self, name: &str, source: &Source) -> Result<Dataset> {
+        match self.dataset(name) {
+            Ok(dataset) if dataset.status() == DatasetStatus::Ready && dataset.name() == name => {
+                if dataset.was_made_from(source)? {
+                    return Ok(dataset);
                 }
+                let import = dataset.row.artifact_path.is_some();
+                self.delete_dataset(name)?;
+                if import { self.import_dataset(name, source) } else { self.add_dataset(name, source) }
             }
+            _ => self.add_dataset(name, source),
         }
     }
 
-    /// Claims `name` for this process (a lock held until the returned guard drops), then inserts a
-    /// pending row, or takes over a pending or failed one left by an attempt that is no longer running.
-    fn begin_dataset(&self, name: &str, source: &Source, kind: &str) -> Result<Claim> {
-        check_name(name)?;
-        let lock = NameLock::acquire(&self.root, "dataset", name)?;
-        let spec = serde_json::to_value(source.spec()).unwrap_or_default();
-        let paths: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
-        let (row, created) = match self.catalog.dataset(name) {
-            Ok(existing) if existing.name == name && existing.status != DatasetStatus::Ready => {
-                let update = DatasetUpdate {
-                    status: Some(DatasetStatus::Pending),
-                    spec: Some(spec),
-                    paths: Some(paths),
-                    error: Some(None),
-                    ..Default::default()
-                };
-                (self.catalog.update_dataset(existing.id, &update)?, false)
-            }
-            _ => (
-                self.catalog.insert_dataset(&NewDataset {
-                    name: name.to_string(),
-                    source: kind.to_string(),
-                    spec,
-                    paths,
-                    status: DatasetStatus::Pending,
-                    ..Default::default()
-                })?,
-                true,
-            ),
-        };
-        Ok(Claim { row, created, _lock: lock })
-    }
-
-    fn finish_dataset(
-        &self,
-        claim: &Claim,
-        source: &Source,
-        scanned: Result<(SchemaView, DatasetStats)>,
-    ) -> Result<Dataset> {
-        match scanned {
-            Ok((schema, stats)) => {
-                let update = DatasetUpdate {
-                    status: Some(DatasetStatus::Ready),
-                    metadata: Some(dataset_metadata(source, &schema, &stats)),
-                    num_rows: Some(stats.documents),
-                    num_bytes: Some(source.total_bytes()),
-                    error: Some(None),
-                    ..Default::default()
-                };
-                Ok(Dataset { row: self.catalog.update_dataset(claim.row.id, &update)? })
-            }
-            Err(e) => {
-                self.abandon(claim, &e);
-                Err(e)
-            }
-        }
-    }
-
-    /// After a failed attempt: the row is marked failed with the error, so the catalog says what went
-    /// wrong; after a cancelled one, a row this attempt created is removed (and a row it took over goes
-    /// back to failed).
-    fn abandon(&self, claim: &Claim, error: &Error) {
-        if matches!(error, Error::Cancelled) && claim.created {
-            let _ = self.catalog.delete_dataset(&claim.row.id.to_string());
-            return;
-        }
-        let update = DatasetUpdate {
-            status: Some(DatasetStatus::Failed),
-            error: Some(Some(error.to_string())),
-            ..Default::default()
-        };
-        let _ = self.catalog.update_dataset(claim.row.id, &update);
-    }
-
-    /// A dataset by name (or id).
+    /// A dataset by name (or id), with its status as of now.
     pub fn dataset(&self, name_or_id: &str) -> Result<Dataset> {
-        Ok(Dataset { row: self.catalog.dataset(name_or_id)? })
+        Ok(Dataset { row: self.catalog().dataset(name_or_id)?, ws: self.clone() })
+    }
+
+    pub(crate) fn dataset_by_id(&self, id: i64) -> Result<Dataset> {
+        let row = self.catalog().with_conn(|conn| self.catalog().dataset_by_id(conn, id))?;
+        Ok(Dataset { row, ws: self.clone() })
     }
 
     /// Every dataset in the catalog.
@@ -247,23 +166,39 @@ impl Workspace {
 
     /// The datasets matching a filter (by name, source, status, tag).
     pub fn find(&self, filter: &DatasetFilter) -> Result<DatasetList> {
-        let rows = self.catalog.list_datasets(filter)?;
-        Ok(DatasetList { datasets: rows.into_iter().map(|row| Dataset { row }).collect() })
+        let rows = self.catalog().list_datasets(filter)?;
+        Ok(DatasetList { datasets: rows.into_iter().map(|row| Dataset { row, ws: self.clone() }).collect() })
     }
 
     /// Sets a dataset's tags.
     pub fn tag(&self, name: &str, tags: &[&str]) -> Result<Dataset> {
-        let row = self.catalog.dataset(name)?;
+        let row = self.catalog().dataset(name)?;
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        self.catalog.set_tags(row.id, &tags)?;
+        self.catalog().set_tags(row.id, &tags)?;
         self.dataset(name)
     }
 
-    /// Deletes a dataset, its tokenizations, and every artifact file they own. Files registered by
-    /// reference (not imported) are left alone.
+    /// Deletes a dataset and every artifact file it owns. Files registered by reference (not imported)
+    /// are left alone. A dataset that something was made from (a tokenization) is [`Error::InUse`],
+    /// naming those; [`Workspace::delete_dataset_cascade`] deletes them too.
     pub fn delete_dataset(&self, name: &str) -> Result<()> {
-        let owned = self.root.join(ARTIFACTS_DIR);
-        for path in self.catalog.delete_dataset(name)? {
+        self.remove_owned(self.catalog().delete_dataset(name, false)?)
+    }
+
+    /// Deletes a dataset and everything made from it (tokenizations, and what was made from those).
+    pub fn delete_dataset_cascade(&self, name: &str) -> Result<()> {
+        self.remove_owned(self.catalog().delete_dataset(name, true)?)
+    }
+
+    /// Deletes any artifact (by id), refusing one that others were made from unless `cascade`.
+    pub fn delete_artifact(&self, artifact: &impl Artifact, cascade: bool) -> Result<()> {
+        let owned = self.catalog().with_write_tx(|tx| self.catalog().delete_artifact_in(tx, artifact.artifact_id(), cascade))?;
+        self.remove_owned(owned)
+    }
+
+    fn remove_owned(&self, paths: Vec<PathBuf>) -> Result<()> {
+        let owned = self.root().join(ARTIFACTS_DIR);
+        for path in paths {
             // Only what saekit wrote is saekit's to delete.
             if path.starts_with(&owned) {
                 remove_artifact(&path)?;
@@ -272,11 +207,153 @@ impl Workspace {
         Ok(())
     }
 
-    /// The tokenizations of a dataset, newest first.
-    pub fn tokenizations(&self, name: &str) -> Result<Vec<TokenizationRow>> {
-        let row = self.catalog.dataset(name)?;
-        self.catalog.tokenizations(row.id)
+    /// What `artifact` was made from and what was made from it, as a table and a small graph.
+    pub fn lineage(&self, artifact: &impl Artifact) -> Result<Lineage> {
+        Lineage::of(self.catalog(), artifact.artifact_id())
     }
+}
+
+/// A request to register local files as dataset `name`: by reference, or copied into the workspace as
+/// Parquet (`import`). Run it with [`Workspace::make`], [`Workspace::make_job`] or
+/// [`Workspace::make_with`] (or the shorthands `add_dataset`, `import_dataset` and their `_job` forms).
+#[derive(Debug, Clone)]
+pub struct AddDataset {
+    pub name: String,
+    pub source: Source,
+    pub import: bool,
+}
+
+/// What an add or import was asked for: the artifact's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddParams {
+    /// `add` (by reference) or `import` (copied in).
+    pub mode: String,
+    /// The source as given.
+    pub source: SourceSpec,
+}
+
+impl AddDataset {
+    pub fn by_reference(name: &str, source: &Source) -> AddDataset {
+        AddDataset { name: name.to_string(), source: source.clone(), import: false }
+    }
+
+    pub fn import(name: &str, source: &Source) -> AddDataset {
+        AddDataset { name: name.to_string(), source: source.clone(), import: true }
+    }
+}
+
+impl Request for AddDataset {
+    type Output = Dataset;
+
+    fn label(&self) -> String {
+        format!("{} {}", if self.import { "import" } else { "add" }, self.name)
+    }
+
+    fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<Dataset> {
+        check_name(&self.name)?;
+        let source = &self.source;
+        let params = AddParams { mode: if self.import { "import" } else { "add" }.into(), source: source.spec().clone() };
+        let plan = ArtifactPlan {
+            kind: DATASET_KIND,
+            name: self.name.clone(),
+            working: if self.import { DatasetStatus::Importing } else { DatasetStatus::Adding },
+            params: serde_json::to_value(&params).unwrap_or_default(),
+            parents: Vec::new(),
+            dir: self.import.then_some("datasets"),
+            if_ready: IfReady::Refuse,
+        };
+        let produced = ws.produce(plan, ctx, |dir, ctx| {
+            let files: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
+            let Some(dir) = dir else {
+                ctx.phase("reading", "bytes", Some(source.total_bytes()));
+                let schema = source.schema()?;
+                let stats = DatasetStats::compute_with(source.documents()?, |read| {
+                    ctx.set_done(read.bytes_read);
+                    !ctx.is_cancelled()
+                })?;
+                ctx.check()?;
+                return Ok(DatasetRecord {
+                    source: "local".into(),
+                    repo_id: None,
+                    spec: serde_json::to_value(source.spec()).unwrap_or_default(),
+                    paths: files,
+                    metadata: dataset_metadata(source, &schema, &stats),
+                    num_rows: Some(stats.documents),
+                    num_bytes: Some(source.total_bytes()),
+                    fingerprint: Some(fingerprint(source, ctx)?),
+                });
+            };
+            ctx.phase("importing", "bytes", Some(source.total_bytes()));
+            let schema = source.schema()?;
+            let (stats, written) = write_parquet_shards(source, dir.path(), ctx)?;
+            let num_bytes = written.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+            // Relative to the workspace root, so the workspace can move; see Dataset::source.
+            let relative = dir.final_path().strip_prefix(ws.root()).unwrap_or(dir.final_path()).to_path_buf();
+            let paths: Vec<String> = written
+                .iter()
+                .map(|f| relative.join(f.file_name().unwrap_or_default()).to_string_lossy().into_owned())
+                .collect();
+            let spec = SourceSpec {
+                paths: paths.clone(),
+                format: Some(Format::Parquet),
+                text: TextField::Column("text".into()),
+                ..source.spec().clone()
+            };
+            let mut metadata = dataset_metadata(source, &schema, &stats);
+            metadata["imported_from"] = json!(files);
+            Ok(DatasetRecord {
+                source: "local".into(),
+                repo_id: None,
+                spec: serde_json::to_value(&spec).unwrap_or_default(),
+                paths,
+                metadata,
+                num_rows: Some(stats.documents),
+                num_bytes: Some(num_bytes),
+                fingerprint: Some(fingerprint(source, ctx)?),
+            })
+        })?;
+        ws.dataset_by_id(produced.id())
+    }
+}
+
+/// Sizes and modification times of a source's files, without their hash.
+fn file_stamps(source: &Source) -> Result<Vec<(String, u64, i128)>> {
+    source
+        .files()
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            Ok((f.to_string_lossy().into_owned(), meta.len(), mtime))
+        })
+        .collect()
+}
+
+/// A source's [`Fingerprint`]: every file's size and modification time, and sha256 over their bytes.
+fn fingerprint(source: &Source, ctx: &JobContext) -> Result<Fingerprint> {
+    use std::io::Read;
+    let files = file_stamps(source)?;
+    ctx.phase("fingerprinting", "bytes", Some(files.iter().map(|f| f.1).sum()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (path, _, _) in &files {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(Path::new(path), e))?;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(Path::new(path), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            ctx.advance(n as u64);
+        }
+        ctx.check()?;
+    }
+    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Fingerprint { files, sha256 })
 }
 
 fn default_root() -> Result<PathBuf> {
@@ -357,13 +434,55 @@ fn write_parquet_shards(source: &Source, dir: &Path, ctx: &JobContext) -> Result
     Ok((stats.finish(documents.report().skipped), files))
 }
 
-/// A dataset in the catalog.
+/// A dataset in the catalog, as it was when read (see [`Dataset::refresh`]), with the workspace it is in.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     row: DatasetRow,
+    ws: Workspace,
+}
+
+impl Artifact for Dataset {
+    fn artifact_id(&self) -> i64 {
+        self.row.id
+    }
 }
 
 impl Dataset {
+    /// The workspace it is in.
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    /// The dataset as the catalog has it now (status, progress, tags).
+    pub fn refresh(&self) -> Result<Dataset> {
+        self.ws.dataset_by_id(self.row.id)
+    }
+
+    /// What it was made from and what was made from it.
+    pub fn lineage(&self) -> Result<Lineage> {
+        self.ws.lineage(self)
+    }
+
+    /// Whether it was registered from `source` (same files, format and text mapping) whose files have
+    /// not changed since: same sizes and modification times, or else the same content hash.
+    pub fn was_made_from(&self, source: &Source) -> Result<bool> {
+        let asked: Option<AddParams> = serde_json::from_value(self.row.params.clone()).ok();
+        let Some(asked) = asked else { return Ok(false) };
+        let Some(recorded) = &self.row.fingerprint else { return Ok(false) };
+        if &asked.source != source.spec() {
+            return Ok(false);
+        }
+        let stamps = file_stamps(source)?;
+        if stamps == recorded.files {
+            return Ok(true);
+        }
+        let sizes = |files: &[(String, u64, i128)]| files.iter().map(|f| (f.0.clone(), f.1)).collect::<Vec<_>>();
+        if sizes(&stamps) != sizes(&recorded.files) {
+            return Ok(false);
+        }
+        Ok(fingerprint(source, &JobContext::detached("fingerprint"))?.sha256 == recorded.sha256)
+    }
+
     pub fn name(&self) -> &str {
         &self.row.name
     }
@@ -452,6 +571,11 @@ impl Render for Dataset {
         if let Some(error) = &r.error {
             card = card.fact("error", error.clone());
         }
+        if let Some(progress) = &r.progress
+            && r.status.is_working()
+        {
+            card = card.fact("progress", progress.summary());
+        }
         card = card.fact("updated", r.updated_at.clone());
         if let Some(stats) = self.stats() {
             card = card.section(&stats.bundle());
@@ -468,13 +592,23 @@ fn files_summary(paths: &[String]) -> String {
     }
 }
 
-/// A listing of datasets.
+/// A listing of datasets: iterate it (`for d in &ws.datasets()?`), index it by position or name
+/// (`list[0]`, `list["austen"]`), or display it as a table.
 #[derive(Debug, Clone)]
 pub struct DatasetList {
     pub datasets: Vec<Dataset>,
 }
 
 impl DatasetList {
+    pub fn iter(&self) -> std::slice::Iter<'_, Dataset> {
+        self.datasets.iter()
+    }
+
+    /// The dataset of that name, if listed.
+    pub fn get(&self, name: &str) -> Option<&Dataset> {
+        self.datasets.iter().find(|d| d.name() == name)
+    }
+
     pub fn len(&self) -> usize {
         self.datasets.len()
     }
@@ -485,6 +619,40 @@ impl DatasetList {
 
     pub fn names(&self) -> Vec<&str> {
         self.datasets.iter().map(|d| d.name()).collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a DatasetList {
+    type Item = &'a Dataset;
+    type IntoIter = std::slice::Iter<'a, Dataset>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.datasets.iter()
+    }
+}
+
+impl IntoIterator for DatasetList {
+    type Item = Dataset;
+    type IntoIter = std::vec::IntoIter<Dataset>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.datasets.into_iter()
+    }
+}
+
+impl std::ops::Index<usize> for DatasetList {
+    type Output = Dataset;
+    fn index(&self, index: usize) -> &Dataset {
+        &self.datasets[index]
+    }
+}
+
+impl std::ops::Index<&str> for DatasetList {
+    type Output = Dataset;
+    /// Panics, naming what is listed, when no dataset has that name.
+    fn index(&self, name: &str) -> &Dataset {
+        match self.get(name) {
+            Some(dataset) => dataset,
+            None => panic!("no dataset `{name}` in this list ({})", self.names().join(", ")),
+        }
     }
 }
 
@@ -511,52 +679,3 @@ impl Render for DatasetList {
     }
 }
 
-/// An exclusive claim on a catalog name, held by one process while it writes the entry: a locked file
-/// under `locks/`, released when dropped or when the process dies.
-struct NameLock {
-    file: std::fs::File,
-}
-
-impl NameLock {
-    fn acquire(root: &Path, kind: &str, name: &str) -> Result<NameLock> {
-        let dir = root.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        // Names may hold `/`: keep the readable characters and add a hash against collisions.
-        let readable: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-        let path = dir.join(format!("{kind}-{}-{hash:016x}.lock", readable.chars().take(80).collect::<String>()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        // A child process forked by another thread can briefly share our lock's open file (until it
-        // execs), so a lock just released may look held for a moment: retry a little before saying busy.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(NameLock { file }),
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy { what: format!("{kind} `{name}`") }),
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-            }
-        }
-    }
-}
-
-impl Drop for NameLock {
-    fn drop(&mut self) {
-        // Unlock explicitly: closing our descriptor would not release a lock that a forked child still shares.
-        let _ = self.file.unlock();
-    }
-}
-
-/// A dataset row this process is writing: the row, whether this attempt created it, and the name lock.
-struct Claim {
-    row: DatasetRow,
-    created: bool,
-    _lock: NameLock,
-}

@@ -30,6 +30,27 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// A two-column table (`parameter`, `value`) of a serde struct's fields, nested fields as
+    /// `outer.inner`, unset options as `–`: how parameters and configs show in a card.
+    pub fn fields(caption: impl Into<String>, value: &impl serde::Serialize) -> Table {
+        fn walk(prefix: &str, value: &serde_json::Value, table: &mut Table) {
+            match value {
+                serde_json::Value::Object(map) if !map.is_empty() => {
+                    for (key, inner) in map {
+                        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                        walk(&name, inner, table);
+                    }
+                }
+                serde_json::Value::Null => table.row(vec![prefix.to_string(), "–".into()]),
+                serde_json::Value::String(s) => table.row(vec![prefix.to_string(), s.clone()]),
+                other => table.row(vec![prefix.to_string(), other.to_string()]),
+            }
+        }
+        let mut table = Table::new(caption, &["parameter", "value"]);
+        walk("", &serde_json::to_value(value).unwrap_or_default(), &mut table);
+        table
+    }
+
     /// Aligned columns for a terminal; cells cut to 60 characters, newlines shown as `⏎`.
     pub fn plain(&self) -> String {
         let clean = |s: &str| {
@@ -198,6 +219,14 @@ mod tests {
         assert!(html.contains("<td class=\"num\">1,024</td>"));
         let plain = t.plain();
         assert_eq!(plain.lines().nth(4).unwrap(), "b                       7");
+    }
+
+    #[test]
+    fn fields_flatten_nested_structs() {
+        let value = serde_json::json!({"max_length": 256, "packing": {"bos_first": true}, "eos_token": null, "name": "<b>"});
+        let t = Table::fields("params", &value);
+        let rows: Vec<String> = t.rows.iter().map(|r| r.join("=")).collect();
+        assert_eq!(rows, ["max_length=256", "packing.bos_first=true", "eos_token=–", "name=<b>"]);
     }
 
     #[test]

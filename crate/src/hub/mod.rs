@@ -32,7 +32,7 @@ use crate::jobs::JobContext;
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 /// The kinds of Hub repository saekit reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepoKind {
     Dataset,

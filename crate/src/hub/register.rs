@@ -1,137 +1,142 @@
-//! A Hub download as a workspace dataset: fetch the plan's files into the HF cache, then register them by
-//! reference (or, with a row cap, import exactly the first rows), read once for schema and statistics,
-//! in one catalog write that also records where they came from. Nothing enters the catalog before that
-//! write, so a cancel or a crash at any point leaves no half-registered dataset, only cache files that
-//! the next attempt reuses or resumes.
+//! A Hub download as a workspace dataset, made through the catalog's lifecycle: the name is claimed
+//! first (a second kernel downloading the same name is told at once), the row shows `downloading` with
+//! per-file progress while the plan's files are fetched into the HF cache, then the files are registered
+//! by reference (or, with a row cap, exactly the first rows are imported), read once for schema and
+//! statistics, and committed with where they came from. A cancel or a crash leaves no half-registered
+//! dataset, only cache files that the next attempt reuses or resumes.
 
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::download;
 use super::plan::DownloadPlan;
-use crate::catalog::{ArtifactWriter, Dataset, DatasetStatus, DatasetUpdate, NewDataset, Workspace};
+use super::RepoKind;
+use crate::catalog::{ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
 use crate::sources::{Format, Source, TextField};
 use crate::stats::DatasetStats;
 
 impl Workspace {
-    /// Downloads a plan's files and registers them as dataset `name`; see [`Workspace::download_dataset_with`].
+    /// Downloads a plan's files and registers them as dataset `name`; see [`Download`].
     pub fn download_dataset(&self, name: &str, plan: &DownloadPlan) -> Result<Dataset> {
-        self.download_dataset_with(name, plan, &JobContext::detached("download"))
+        self.make(Download { name: name.into(), plan: plan.clone() })
     }
 
     /// [`Workspace::download_dataset`] as a background job: returns at once; progress in bytes fetched
     /// (the file being fetched, its bytes and any retries in the detail), then bytes read. Cancelling
     /// leaves nothing in the catalog and the partial file in the cache, where the next attempt resumes it.
     pub fn download_dataset_job(&self, name: &str, plan: &DownloadPlan) -> Job<Dataset> {
-        let (root, name, plan) = (self.root().to_path_buf(), name.to_string(), plan.clone());
-        Job::spawn(&format!("download {name}"), move |ctx| {
-            Workspace::open(&root)?.download_dataset_with(&name, &plan, ctx)
-        })
-    }
-
-    /// Fetches the plan's files into the Hub cache (resuming what is partial, skipping what is cached),
-    /// then registers them as dataset `name`, recording the repository, revision, commit, config and
-    /// splits (never the token). With `max_rows`, the first that many rows are imported into the
-    /// workspace as Parquet instead. A failed or pending dataset of that name is replaced; a ready one is
-    /// an error.
-    pub fn download_dataset_with(&self, name: &str, plan: &DownloadPlan, ctx: &JobContext) -> Result<Dataset> {
-        crate::catalog::check_name(name)?;
-        if let Ok(existing) = self.catalog().dataset(name)
-            && existing.name == name
-            && existing.status == DatasetStatus::Ready
-        {
-            return Err(Error::AlreadyExists {
-                kind: "dataset",
-                name: name.into(),
-                catalog: self.catalog().path().to_path_buf(),
-            });
-        }
-        let mut rows_so_far = 0u64;
-        let paths = download::run_until(plan, ctx, |path| match plan.max_rows {
-            Some(cap) => {
-                rows_so_far += count_rows(path)?;
-                Ok(rows_so_far >= cap)
-            }
-            None => Ok(false),
-        })?;
-        let hub_source = with_text(Source::open_many(&paths)?, &plan.text);
-        match plan.max_rows {
-            None => {
-                let (schema, stats) = scan(&hub_source, ctx)?;
-                let spec = serde_json::to_value(hub_source.spec()).unwrap_or_default();
-                let metadata = metadata(&hub_source, plan, &paths, &schema, &stats);
-                let files: Vec<String> = hub_source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
-                let new = NewDataset {
-                    name: name.into(),
-                    source: "hub".into(),
-                    repo_id: Some(plan.repo_id.clone()),
-                    spec,
-                    paths: files,
-                    status: DatasetStatus::Ready,
-                    metadata,
-                    num_rows: Some(stats.documents),
-                    num_bytes: Some(hub_source.total_bytes()),
-                    ..Default::default()
-                };
-                self.catalog().with_write_tx(|tx| {
-                    replace_unready(self, tx, name)?;
-                    self.catalog().insert_dataset_in(tx, &new)
-                })?;
-            }
-            Some(cap) => {
-                let writer = ArtifactWriter::begin(self.root(), "datasets")?;
-                ctx.phase("importing", "rows", Some(cap));
-                let file = write_first_rows(&hub_source, cap, writer.dir(), ctx)?;
-                let local = with_text(Source::open_as([&file], Format::Parquet)?, &plan.text);
-                let (schema, stats) = scan(&local, ctx)?;
-                let mut metadata = metadata(&local, plan, &paths, &schema, &stats);
-                metadata["imported_from"] = json!(hub_source.files());
-                let num_bytes = local.total_bytes();
-                let file_name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                writer.commit(self.catalog(), |tx, dir| {
-                    let relative = dir.strip_prefix(self.root()).unwrap_or(dir).join(&file_name);
-                    let relative = relative.to_string_lossy().into_owned();
-                    let spec = crate::sources::SourceSpec { paths: vec![relative.clone()], ..local.spec().clone() };
-                    replace_unready(self, tx, name)?;
-                    let row = self.catalog().insert_dataset_in(
-                        tx,
-                        &NewDataset {
-                            name: name.into(),
-                            source: "hub".into(),
-                            repo_id: Some(plan.repo_id.clone()),
-                            spec: serde_json::to_value(&spec).unwrap_or_default(),
-                            paths: vec![relative],
-                            status: DatasetStatus::Ready,
-                            metadata,
-                            num_rows: Some(stats.documents),
-                            num_bytes: Some(num_bytes),
-                            ..Default::default()
-                        },
-                    )?;
-                    let update = DatasetUpdate { artifact_path: Some(dir.to_path_buf()), ..Default::default() };
-                    self.catalog().update_dataset_in(tx, row.id, &update).map(|_| ())
-                })?;
-            }
-        }
-        self.dataset(name)
+        self.make_job(Download { name: name.into(), plan: plan.clone() })
     }
 }
 
-/// Removes a pending or failed dataset of this name (left by an interrupted attempt) inside `tx`.
-fn replace_unready(ws: &Workspace, tx: &rusqlite::Transaction, name: &str) -> Result<()> {
-    if let Ok(existing) = ws.catalog().dataset_in(tx, name)
-        && existing.name == name
-        && existing.status != DatasetStatus::Ready
-    {
-        ws.catalog().delete_dataset_in(tx, name)?;
+/// A request to fetch a plan's files into the Hub cache (resuming what is partial, skipping what is
+/// cached) and register them as dataset `name`, recording the repository, revision, commit, config and
+/// splits (never the token). With `max_rows`, the first that many rows are imported into the workspace
+/// as Parquet instead. A failed or interrupted dataset of that name is taken over; a ready one is an error.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub name: String,
+    pub plan: DownloadPlan,
+}
+
+/// What a download was asked for: the artifact's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadParams {
+    /// The Hub's address, without any credentials.
+    pub endpoint: String,
+    pub repo: String,
+    pub kind: RepoKind,
+    pub revision: String,
+    pub commit: Option<String>,
+    pub config: Option<String>,
+    pub splits: Vec<String>,
+    pub max_rows: Option<u64>,
+    pub text: TextField,
+}
+
+impl Request for Download {
+    type Output = Dataset;
+
+    fn label(&self) -> String {
+        format!("download {}", self.name)
     }
-    Ok(())
+
+    fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<Dataset> {
+        crate::catalog::check_name(&self.name)?;
+        let plan = &self.plan;
+        let params = DownloadParams {
+            endpoint: public_endpoint(plan.repo.hub().endpoint()),
+            repo: plan.repo_id.clone(),
+            kind: plan.kind,
+            revision: plan.revision.clone(),
+            commit: plan.commit.clone(),
+            config: plan.config.clone(),
+            splits: plan.splits.clone(),
+            max_rows: plan.max_rows,
+            text: plan.text.clone(),
+        };
+        let artifact = ArtifactPlan {
+            kind: DATASET_KIND,
+            name: self.name.clone(),
+            working: DatasetStatus::Downloading,
+            params: serde_json::to_value(&params).unwrap_or_default(),
+            parents: Vec::new(),
+            dir: plan.max_rows.map(|_| "datasets"),
+            if_ready: IfReady::Refuse,
+        };
+        let produced = ws.produce(artifact, ctx, |dir, ctx| {
+            let mut rows_so_far = 0u64;
+            let paths = download::run_until(plan, ctx, |path| match plan.max_rows {
+                Some(cap) => {
+                    rows_so_far += count_rows(path)?;
+                    Ok(rows_so_far >= cap)
+                }
+                None => Ok(false),
+            })?;
+            let hub_source = with_text(Source::open_many(&paths)?, &plan.text);
+            let (Some(cap), Some(dir)) = (plan.max_rows, dir) else {
+                let (schema, stats) = scan(&hub_source, ctx)?;
+                return Ok(DatasetRecord {
+                    source: "hub".into(),
+                    repo_id: Some(plan.repo_id.clone()),
+                    spec: serde_json::to_value(hub_source.spec()).unwrap_or_default(),
+                    paths: hub_source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect(),
+                    metadata: metadata(&hub_source, plan, &paths, &schema, &stats),
+                    num_rows: Some(stats.documents),
+                    num_bytes: Some(hub_source.total_bytes()),
+                    fingerprint: None,
+                });
+            };
+            ctx.phase("importing", "rows", Some(cap));
+            let file = write_first_rows(&hub_source, cap, dir.path(), ctx)?;
+            let local = with_text(Source::open_as([&file], Format::Parquet)?, &plan.text);
+            let (schema, stats) = scan(&local, ctx)?;
+            let mut metadata = metadata(&local, plan, &paths, &schema, &stats);
+            metadata["imported_from"] = json!(hub_source.files());
+            let file_name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let relative = dir.final_path().strip_prefix(ws.root()).unwrap_or(dir.final_path()).join(&file_name);
+            let relative = relative.to_string_lossy().into_owned();
+            let spec = crate::sources::SourceSpec { paths: vec![relative.clone()], ..local.spec().clone() };
+            Ok(DatasetRecord {
+                source: "hub".into(),
+                repo_id: Some(plan.repo_id.clone()),
+                spec: serde_json::to_value(&spec).unwrap_or_default(),
+                paths: vec![relative],
+                metadata,
+                num_rows: Some(stats.documents),
+                num_bytes: Some(local.total_bytes()),
+                fingerprint: None,
+            })
+        })?;
+        ws.dataset_by_id(produced.id())
+    }
 }
 
 fn with_text(source: Source, text: &TextField) -> Source {

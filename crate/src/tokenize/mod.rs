@@ -9,17 +9,19 @@ pub mod sequences;
 pub mod stats;
 pub mod stopwords;
 pub mod store;
+pub mod table;
 pub mod tokenization;
 
 pub use params::{Packing, Separator, TokenizeParams};
 pub use stats::TokenStats;
 pub use stopwords::Language;
 pub use store::{StoreMeta, TokenStore, TokenStoreWriter};
-pub use tokenization::{Provenance, SequencePage, Tokenization};
+pub use table::{NewTokenization, TOKENIZATION_KIND, TokenizationParams, TokenizationRow, TokenizerRef};
+pub use tokenization::{Provenance, SequencePage, Tokenize, Tokenization};
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,11 +34,12 @@ use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 use crate::data::{GPT2_MERGES_TXT, GPT2_VOCAB_JSON};
 use crate::error::{Error, Result};
 
-/// A tokenizer with the name it is known by.
+/// A tokenizer with the name it is known by. Its identity (the hash of its definition) is computed once.
 #[derive(Clone)]
 pub struct Tokenizer {
     name: String,
     inner: HfTokenizer,
+    hash: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -74,7 +77,7 @@ impl Tokenizer {
             .with_decoder(Some(ByteLevelDecoder::default()))
             .with_post_processor(Some(ByteLevel::default().trim_offsets(false)));
         inner.add_special_tokens([AddedToken::from("<|endoftext|>", true)]).map_err(|e| tokenizer_error(name, e))?;
-        Ok(Tokenizer { name: name.into(), inner })
+        Ok(Tokenizer { name: name.into(), inner, hash: OnceLock::new() })
     }
 
     /// Loads an HF `tokenizer.json`.
@@ -82,7 +85,7 @@ impl Tokenizer {
         let path = path.as_ref();
         let name = path.display().to_string();
         let inner = HfTokenizer::from_file(path).map_err(|e| tokenizer_error(&name, e))?;
-        Ok(Tokenizer { name, inner })
+        Ok(Tokenizer { name, inner, hash: OnceLock::new() })
     }
 
     /// The `tokenizer.json` of a model repository on the Hugging Face Hub (e.g. `gpt2`,
@@ -147,6 +150,7 @@ impl Tokenizer {
         self.inner
             .add_special_tokens([AddedToken::from(token.to_string(), true)])
             .map_err(|e| tokenizer_error(&self.name, e))?;
+        self.hash = OnceLock::new();
         self.token_id_or_error(token)
     }
 
@@ -163,8 +167,12 @@ impl Tokenizer {
 
     /// sha256 of the tokenizer's canonical JSON: two tokenizers with the same hash encode alike.
     pub fn hash(&self) -> String {
-        let json = self.inner.to_string(false).unwrap_or_default();
-        Sha256::digest(json.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        self.hash
+            .get_or_init(|| {
+                let json = self.inner.to_string(false).unwrap_or_default();
+                Sha256::digest(json.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+            })
+            .clone()
     }
 
     /// Name, hash, size and special tokens.
@@ -207,6 +215,30 @@ pub struct TokenizerInfo {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub special: Vec<u32>,
+}
+
+impl crate::display::Render for TokenizerInfo {
+    fn bundle(&self) -> crate::display::MimeBundle {
+        let token = |id: Option<u32>| id.map_or_else(|| "–".to_string(), |id| id.to_string());
+        let special: Vec<String> = self.special.iter().take(12).map(u32::to_string).collect();
+        let mut special = special.join(", ");
+        if self.special.len() > 12 {
+            special.push_str(&format!(", … ({} in all)", self.special.len()));
+        }
+        crate::display::Card::new(format!("Tokenizer {}", self.name))
+            .fact("vocabulary", crate::error::count(self.vocab_size as u64))
+            .fact("BOS id", token(self.bos))
+            .fact("EOS id", token(self.eos))
+            .fact("special ids", if special.is_empty() { "none".into() } else { special })
+            .fact("sha256", self.hash.clone())
+            .bundle()
+    }
+}
+
+impl crate::display::Render for Tokenizer {
+    fn bundle(&self) -> crate::display::MimeBundle {
+        self.info().bundle()
+    }
 }
 
 /// Text to token ids, callable from several threads at once.

@@ -1,16 +1,24 @@
-//! Tokenizations in the workspace: a dataset's documents tokenized into a token store that is written
-//! under `tmp/` and registered in the catalog only when complete, with its provenance (tokenizer hash,
-//! parameters, dataset, saekit version) beside the tokens, so training can refuse a tokenizer mismatch.
+//! Tokenizations in the workspace: a dataset's documents tokenized into a token store, made through the
+//! catalog's lifecycle (claimed, visible as `tokenizing` with its progress, committed when complete) with
+//! its provenance (tokenizer, parameters, dataset, saekit version) beside the tokens, so training can
+//! refuse a tokenizer mismatch. The same dataset, tokenizer and parameters name the same tokenization:
+//! asking again returns the one already made.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::engine::tokenize_source;
 use super::stats::{TokenStats, visible};
+use super::table::{
+    TOKENIZATION_KIND, TokenizationParams, TokenizationRecord, TokenizationRow, tokenization_by_name_in,
+    tokenization_in, tokenizations_of,
+};
 use super::{TokenStore, TokenizeParams, Tokenizer, TokenizerInfo};
-use crate::catalog::{ArtifactWriter, DatasetStatus, NewTokenization, TokenizationRow, Workspace};
-use crate::display::{Card, MimeBundle, Render, STYLE, escape};
+use crate::catalog::{Artifact, ArtifactPlan, Dataset, DatasetStatus, IfReady, Lineage, Request, Workspace, require_ready};
+use crate::display::{Card, MimeBundle, Render, STYLE, Table, escape};
 use crate::error::{Error, Result, count};
 use crate::jobs::{Job, JobContext};
 
@@ -29,87 +37,154 @@ pub struct Provenance {
     pub saekit_version: String,
 }
 
-/// A tokenization recorded in the catalog.
+/// A tokenization recorded in the catalog. It knows its tokenizer (loaded from beside the tokens once,
+/// when first needed).
 #[derive(Debug, Clone)]
 pub struct Tokenization {
     row: TokenizationRow,
+    tokenizer: Arc<OnceLock<Tokenizer>>,
+}
+
+impl Artifact for Tokenization {
+    fn artifact_id(&self) -> i64 {
+        self.row.id
+    }
+}
+
+/// A request to tokenize dataset `dataset` with `tokenizer` and `params`; run it with
+/// [`Workspace::make`], [`Workspace::make_job`] or [`Workspace::make_with`] (or `tokenize`, `tokenize_job`).
+#[derive(Debug, Clone)]
+pub struct Tokenize {
+    pub dataset: String,
+    pub tokenizer: Tokenizer,
+    pub params: TokenizeParams,
+}
+
+impl Request for Tokenize {
+    type Output = Tokenization;
+
+    fn label(&self) -> String {
+        format!("tokenize {}", self.dataset)
+    }
+
+    fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<Tokenization> {
+        self.params.validate()?;
+        let dataset = ws.dataset(&self.dataset)?;
+        require_ready(dataset.row())?;
+        let info = self.tokenizer.info();
+        let asked = TokenizationParams { tokenizer: (&info).into(), params: self.params.clone() };
+        let plan = ArtifactPlan {
+            kind: TOKENIZATION_KIND,
+            name: tokenization_name(dataset.name(), &asked),
+            working: DatasetStatus::Tokenizing,
+            params: serde_json::to_value(&asked).unwrap_or_default(),
+            parents: vec![dataset.id()],
+            dir: Some("tokens"),
+            if_ready: IfReady::Reuse,
+        };
+        let (tokenizer, params) = (&self.tokenizer, &self.params);
+        let produced = ws.produce(plan, ctx, |dir, ctx| {
+            let dir = dir.ok_or_else(|| Error::InvalidArgument("a tokenization needs a directory".into()))?.path();
+            let source = dataset.source()?;
+            let outcome = tokenize_source(&source, tokenizer, params, dir, 0, ctx)?;
+            let provenance = Provenance {
+                tokenizer: info.clone(),
+                params: params.clone(),
+                dataset: dataset.name().to_string(),
+                dataset_id: dataset.id(),
+                source: serde_json::to_value(source.spec()).unwrap_or_default(),
+                saekit_version: crate::VERSION.to_string(),
+            };
+            write_json(&dir.join("provenance.json"), &provenance)?;
+            tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+            write_json(&dir.join("stats.json"), &outcome.stats)?;
+            Ok(TokenizationRecord {
+                tokenizer: info.name.clone(),
+                tokenizer_hash: info.hash.clone(),
+                num_documents: outcome.stats.documents,
+                num_sequences: outcome.store.num_sequences,
+                num_tokens: outcome.store.num_tokens,
+                statistics: serde_json::to_value(&outcome.stats).unwrap_or_default(),
+            })
+        })?;
+        let tokenization = ws.tokenization_by_id(produced.id())?;
+        if tokenization.row.tokenizer_hash == info.hash {
+            let _ = tokenization.tokenizer.set(tokenizer.clone());
+        }
+        Ok(tokenization)
+    }
+}
+
+/// `<dataset>/<tokenizer>/<10 hex digits of sha256(tokenizer hash, parameters)>`: one name per thing asked.
+fn tokenization_name(dataset: &str, asked: &TokenizationParams) -> String {
+    let key = Sha256::digest(serde_json::to_string(asked).unwrap_or_default().as_bytes());
+    let key: String = key.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    // A tokenizer loaded from a file is named by its path: keep the name short.
+    let tokenizer = asked.tokenizer.name.trim_end_matches("/tokenizer.json").rsplit('/').next().unwrap_or("tokenizer");
+    format!("{dataset}/{tokenizer}/{key}")
 }
 
 impl Workspace {
-    /// Tokenizes a ready dataset into a new token store, registered in the catalog when complete.
+    /// Tokenizes a ready dataset into a new token store, registered in the catalog when complete. The
+    /// same dataset, tokenizer and parameters again return the tokenization already made.
     pub fn tokenize(&self, dataset: &str, tokenizer: &Tokenizer, params: &TokenizeParams) -> Result<Tokenization> {
-        self.tokenize_with(dataset, tokenizer, params, &JobContext::detached("tokenize"))
+        self.make(Tokenize { dataset: dataset.into(), tokenizer: tokenizer.clone(), params: params.clone() })
     }
 
     /// [`Workspace::tokenize`] as a background job: returns at once; progress in bytes read; a
     /// cancelled job leaves no store and no row.
     pub fn tokenize_job(&self, dataset: &str, tokenizer: &Tokenizer, params: &TokenizeParams) -> Job<Tokenization> {
-        let (root, dataset, tokenizer, params) =
-            (self.root().to_path_buf(), dataset.to_string(), tokenizer.clone(), params.clone());
-        Job::spawn(&format!("tokenize {dataset}"), move |ctx| {
-            Workspace::open(&root)?.tokenize_with(&dataset, &tokenizer, &params, ctx)
-        })
+        self.make_job(Tokenize { dataset: dataset.into(), tokenizer: tokenizer.clone(), params: params.clone() })
     }
 
-    /// [`Workspace::tokenize`], reporting progress to (and stopping when cancelled through) `ctx`.
-    pub fn tokenize_with(
-        &self,
-        dataset: &str,
-        tokenizer: &Tokenizer,
-        params: &TokenizeParams,
-        ctx: &JobContext,
-    ) -> Result<Tokenization> {
-        params.validate()?;
-        let dataset = self.dataset(dataset)?;
-        if dataset.status() != DatasetStatus::Ready {
-            return Err(Error::InvalidArgument(format!(
-                "dataset `{}` is {}, not ready; add or import it again first",
-                dataset.name(),
-                dataset.status()
-            )));
-        }
-        let source = dataset.source()?;
-        let writer = ArtifactWriter::begin(self.root(), "tokens")?;
-        let outcome = tokenize_source(&source, tokenizer, params, writer.dir(), 0, ctx)?;
-        let provenance = Provenance {
-            tokenizer: tokenizer.info(),
-            params: params.clone(),
-            dataset: dataset.name().to_string(),
-            dataset_id: dataset.id(),
-            source: serde_json::to_value(source.spec()).unwrap_or_default(),
-            saekit_version: crate::VERSION.to_string(),
-        };
-        write_json(&writer.dir().join("provenance.json"), &provenance)?;
-        tokenizer.save(&writer.dir().join(TOKENIZER_FILE))?;
-        write_json(&writer.dir().join("stats.json"), &outcome.stats)?;
-        let catalog = self.catalog();
-        let row = writer.commit(catalog, |tx, dir| {
-            catalog.insert_tokenization_in(
-                tx,
-                &NewTokenization {
-                    dataset_id: dataset.id(),
-                    tokenizer: provenance.tokenizer.name.clone(),
-                    tokenizer_hash: provenance.tokenizer.hash.clone(),
-                    params: serde_json::to_value(params).unwrap_or_default(),
-                    num_documents: outcome.stats.documents,
-                    num_sequences: outcome.store.num_sequences,
-                    num_tokens: outcome.store.num_tokens,
-                    artifact_path: dir.to_path_buf(),
-                    statistics: serde_json::to_value(&outcome.stats).unwrap_or_default(),
-                },
-            )
-        })?;
-        Ok(Tokenization { row })
+    /// The tokenizations of a dataset, newest first.
+    pub fn tokenizations(&self, dataset: &str) -> Result<Vec<TokenizationRow>> {
+        let row = self.catalog().dataset(dataset)?;
+        self.catalog().with_conn(|conn| tokenizations_of(self.catalog(), conn, row.id))
     }
 
     /// A dataset's most recent tokenization.
     pub fn latest_tokenization(&self, dataset: &str) -> Result<Tokenization> {
         let rows = self.tokenizations(dataset)?;
-        rows.into_iter().next().map(|row| Tokenization { row }).ok_or_else(|| Error::NotFound {
+        rows.into_iter().next().map(Tokenization::from_row).ok_or_else(|| Error::NotFound {
             kind: "tokenization of dataset",
             name: dataset.to_string(),
             catalog: self.catalog().path().to_path_buf(),
         })
+    }
+
+    /// A tokenization by name or id.
+    pub fn tokenization(&self, name_or_id: &str) -> Result<Tokenization> {
+        let row = self.catalog().with_conn(|conn| tokenization_by_name_in(self.catalog(), conn, name_or_id))?;
+        Ok(Tokenization::from_row(row))
+    }
+
+    fn tokenization_by_id(&self, id: i64) -> Result<Tokenization> {
+        let row = self.catalog().with_conn(|conn| tokenization_in(self.catalog(), conn, id))?;
+        Ok(Tokenization::from_row(row))
+    }
+
+    /// Deletes a tokenization and its token store (refusing one that something was made from).
+    pub fn delete_tokenization(&self, tokenization: &Tokenization) -> Result<()> {
+        self.delete_artifact(tokenization, false)
+    }
+}
+
+impl Dataset {
+    /// Tokenizes this dataset; see [`Workspace::tokenize`].
+    pub fn tokenize(&self, tokenizer: &Tokenizer, params: &TokenizeParams) -> Result<Tokenization> {
+        self.workspace().tokenize(self.name(), tokenizer, params)
+    }
+
+    /// Tokenizes this dataset as a background job; see [`Workspace::tokenize_job`].
+    pub fn tokenize_job(&self, tokenizer: &Tokenizer, params: &TokenizeParams) -> Job<Tokenization> {
+        self.workspace().tokenize_job(self.name(), tokenizer, params)
+    }
+
+    /// This dataset's tokenizations, newest first.
+    pub fn tokenizations(&self) -> Result<Vec<Tokenization>> {
+        let rows = self.workspace().catalog().with_conn(|conn| tokenizations_of(self.workspace().catalog(), conn, self.id()))?;
+        Ok(rows.into_iter().map(Tokenization::from_row).collect())
     }
 }
 
@@ -119,8 +194,25 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 impl Tokenization {
+    fn from_row(row: TokenizationRow) -> Tokenization {
+        Tokenization { row, tokenizer: Arc::new(OnceLock::new()) }
+    }
+
     pub fn row(&self) -> &TokenizationRow {
         &self.row
+    }
+
+    pub fn id(&self) -> i64 {
+        self.row.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    /// The parameters it was made with.
+    pub fn params(&self) -> &TokenizeParams {
+        &self.row.params
     }
 
     /// Opens the token store.
@@ -141,11 +233,19 @@ impl Tokenization {
         serde_json::from_str(&text).map_err(|e| Error::format(&path, e))
     }
 
-    /// The tokenizer these tokens were made with, as saved beside them.
+    /// The tokenizer these tokens were made with, as saved beside them (loaded once).
     pub fn tokenizer(&self) -> Result<Tokenizer> {
+        if let Some(tokenizer) = self.tokenizer.get() {
+            return Ok(tokenizer.clone());
+        }
         let mut tokenizer = Tokenizer::from_file(self.row.artifact_path.join(TOKENIZER_FILE))?;
         tokenizer.rename(&self.row.tokenizer);
-        Ok(tokenizer)
+        Ok(self.tokenizer.get_or_init(|| tokenizer).clone())
+    }
+
+    /// What it was made from and what was made from it (needs the workspace it is in).
+    pub fn lineage(&self, ws: &Workspace) -> Result<Lineage> {
+        ws.lineage(self)
     }
 
     /// Refuses a tokenizer other than the one these tokens were made with.
@@ -165,8 +265,14 @@ impl Tokenization {
         })
     }
 
-    /// Page `page` (from 0) of the sequences, decoded with token boundaries visible.
-    pub fn page(&self, tokenizer: &Tokenizer, page: usize, per_page: usize) -> Result<SequencePage> {
+    /// Page `page` (from 0) of the sequences, `per_page` to a page, decoded with token boundaries visible
+    /// by the tokenizer that made them.
+    pub fn page(&self, page: usize, per_page: usize) -> Result<SequencePage> {
+        self.page_with(&self.tokenizer()?, page, per_page)
+    }
+
+    /// [`Tokenization::page`] decoded by `tokenizer`, which must be the one the tokens were made with.
+    pub fn page_with(&self, tokenizer: &Tokenizer, page: usize, per_page: usize) -> Result<SequencePage> {
         self.check_tokenizer(tokenizer)?;
         let store = self.store()?;
         let first = page * per_page.max(1);
@@ -180,18 +286,20 @@ impl Tokenization {
 impl Render for Tokenization {
     fn bundle(&self) -> MimeBundle {
         let r = &self.row;
-        let mut card = Card::new(format!("Tokenization {}", r.id))
+        let mut card = Card::new(format!("Tokenization {}", r.name))
+            .badge("ready")
+            .fact("id", r.id.to_string())
             .fact(
                 "tokenizer",
                 format!("{} (sha256 {}…)", r.tokenizer, &r.tokenizer_hash[..12.min(r.tokenizer_hash.len())]),
             )
-            .fact("parameters", r.params.to_string())
             .fact("documents", count(r.num_documents))
             .fact("sequences", count(r.num_sequences))
             .fact("tokens", count(r.num_tokens))
             .fact("store", r.artifact_path.display().to_string())
             .fact("saekit", r.saekit_version.clone())
             .fact("created", r.created_at.clone());
+        card = card.section(&Table::fields("parameters", &r.params).bundle());
         if let Ok(stats) = self.stats() {
             card = card.section(&stats.bundle());
         }
