@@ -301,7 +301,11 @@ fn retries_server_errors_rate_limits_and_dropped_connections() {
     let plan = info.plan(&Selection::new().split("train")).unwrap();
     let err = ws.download_dataset("t2", &plan).unwrap_err().to_string();
     assert!(err.contains("500") && err.contains("try again"), "{err}");
-    assert!(ws.dataset("t2").is_err(), "nothing registered");
+    // The catalog says what went wrong; nothing half-registered.
+    let failed = ws.dataset("t2").unwrap();
+    assert_eq!(failed.status(), saekit::DatasetStatus::Failed);
+    assert!(failed.row().error.as_deref().is_some_and(|e| e.contains("500")), "{:?}", failed.row().error);
+    assert_eq!((failed.row().num_rows, failed.row().paths.len()), (None, 0));
 }
 
 #[test]
@@ -414,7 +418,10 @@ fn resumes_after_kill_9_of_the_cli_mid_file() {
     assert!(killed.success());
     let _ = child.wait();
     let ws = Workspace::open(ws_dir.path()).unwrap();
-    assert!(ws.datasets().unwrap().is_empty(), "nothing registered by the killed download");
+    // The killed download's row reads as interrupted (its owner is gone), with where it had got to.
+    let interrupted = ws.dataset("big").unwrap();
+    assert_eq!(interrupted.status(), saekit::DatasetStatus::Interrupted);
+    assert_eq!((interrupted.row().num_rows, interrupted.row().paths.len()), (None, 0));
     assert_eq!(std::fs::metadata(&part).unwrap().len(), cut);
 
     server.clear_log();
@@ -450,9 +457,11 @@ fn a_corrupted_download_is_caught_by_its_sha256() {
     let sha = plan.files[0].sha256.clone().unwrap();
     let left: Vec<PathBuf> = files_under(&blobs).into_iter().filter(|p| p.to_string_lossy().contains(&sha)).collect();
     assert!(left.is_empty(), "neither a blob nor a part is left: {left:?}");
-    assert!(ws.dataset("t").is_err());
-    // The next attempt fetches it whole and succeeds.
-    ws.download_dataset("t", &plan).unwrap();
+    assert_eq!(ws.dataset("t").unwrap().status(), saekit::DatasetStatus::Failed);
+    // The next attempt takes the failed row over, fetches the file whole and succeeds.
+    let failed_id = ws.dataset("t").unwrap().id();
+    let dataset = ws.download_dataset("t", &plan).unwrap();
+    assert_eq!((dataset.status(), dataset.id(), dataset.row().error.clone()), (saekit::DatasetStatus::Ready, failed_id, None));
 }
 
 #[test]

@@ -192,9 +192,9 @@ fn tokenizations_are_recorded_with_provenance_and_history() {
     assert_eq!((reloaded.name(), reloaded.hash()), ("gpt2", tok.hash()));
     assert!(first.check_tokenizer(&reloaded).is_ok());
     assert_eq!(second.store().unwrap().iter().all(|s| s.len() == 8), true);
-    // Deleting the dataset removes its token stores.
+    // Deleting the dataset (with what was made from it) removes its token stores.
     let stores = [first.row().artifact_path.clone(), second.row().artifact_path.clone()];
-    ws.delete_dataset("d").unwrap();
+    ws.delete_dataset_cascade("d").unwrap();
     assert!(stores.iter().all(|p| !p.exists()));
 }
 
@@ -209,8 +209,9 @@ fn a_different_tokenizer_is_refused() {
     other.add_special_token("<|pad|>").unwrap();
     let err = tokenization.check_tokenizer(&other).unwrap_err();
     assert!(matches!(err, Error::TokenizerMismatch { .. }), "{err:?}");
-    assert!(tokenization.page(&other, 0, 1).is_err());
-    let page = tokenization.page(&tok, 0, 2).unwrap();
+    assert!(tokenization.page_with(&other, 0, 1).is_err());
+    let page = tokenization.page_with(&tok, 0, 2).unwrap();
+    assert_eq!(tokenization.page(0, 2).unwrap().sequences, page.sequences, "it knows its own tokenizer");
     assert_eq!(page.sequences[0].1.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["Hello", " world"]);
 }
 

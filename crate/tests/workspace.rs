@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
-use saekit::catalog::{ArtifactWriter, DatasetFilter, DatasetStatus, NewDataset, NewTokenization, Workspace};
+use saekit::catalog::{ArtifactWriter, DatasetFilter, DatasetStatus, NewDataset, Workspace};
+use saekit::tokenize::NewTokenization;
+use saekit::tokenize::table::insert_tokenization_in;
 use saekit::display::Render;
 use saekit::jobs::JobStatus;
 use saekit::{Error, Source};
@@ -151,7 +153,7 @@ fn add_tokenization(ws: &Workspace, dataset: &str) -> PathBuf {
     let writer = ArtifactWriter::begin(ws.root(), "tokens").unwrap();
     fs::write(writer.dir().join("tokens.bin"), [7u8; 64]).unwrap();
     let row = writer
-        .commit(ws.catalog(), |tx, dir| ws.catalog().insert_tokenization_in(tx, &new_tokenization(id, dir)))
+        .commit(ws.catalog(), |tx, dir| insert_tokenization_in(ws.catalog(), tx, &new_tokenization(id, dir)))
         .unwrap();
     assert!(row.artifact_path.join("tokens.bin").is_file());
     row.artifact_path
@@ -333,7 +335,9 @@ fn find_filters_by_name_status_tag_and_source() {
         ["Wiki-EN", "wiki-de", "code"]
     );
     assert_eq!(names(DatasetFilter { status: Some(DatasetStatus::Failed), ..Default::default() }), ["broken"]);
-    assert_eq!(names(DatasetFilter { status: Some(DatasetStatus::Pending), ..Default::default() }), ["hub-wiki"]);
+    // A row left pending by nobody alive reads as interrupted.
+    assert_eq!(names(DatasetFilter { status: Some(DatasetStatus::Interrupted), ..Default::default() }), ["hub-wiki"]);
+    assert!(names(DatasetFilter { status: Some(DatasetStatus::Pending), ..Default::default() }).is_empty());
     assert_eq!(
         names(DatasetFilter { tag: Some("wiki".into()), ..Default::default() }),
         ["Wiki-EN", "wiki-de", "hub-wiki"]
@@ -393,11 +397,21 @@ fn delete_dataset_removes_rows_tokenizations_and_owned_files_only() {
     assert_eq!(ws.tokenizations("imp").unwrap()[0].artifact_path, imp_tokens);
     assert_eq!(artifact_dirs(ws.root()).len(), 5);
 
-    // A by-reference dataset: its row and tokenizations go, its original file stays.
-    ws.delete_dataset("ref").unwrap();
+    // A dataset that was tokenized is not deleted alone: the error names what was made from it, and
+    // nothing is touched.
+    let err = ws.delete_dataset("ref").unwrap_err();
+    assert!(matches!(err, Error::InUse { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.starts_with("dataset `ref` is used by tokenization `ref/gpt2/1`, tokenization `ref/gpt2/2`"), "{message}");
+    assert!(message.contains("--cascade"), "{message}");
+    assert_eq!(ws.tokenizations("ref").unwrap().len(), 2);
+    assert!(ref_tokens.iter().all(|t| t.exists()));
+
+    // With cascade, a by-reference dataset: its row and tokenizations go, its original file stays.
+    ws.delete_dataset_cascade("ref").unwrap();
     assert!(matches!(ws.dataset("ref"), Err(Error::NotFound { .. })));
     assert!(matches!(ws.tokenizations("ref"), Err(Error::NotFound { .. })));
-    assert!(ws.catalog().tokenizations(r.id()).unwrap().is_empty());
+    assert!(matches!(ws.catalog().artifact(r.id()), Err(Error::NotFound { .. })));
     for t in &ref_tokens {
         assert!(!t.exists(), "{} survived", t.display());
     }
@@ -405,7 +419,7 @@ fn delete_dataset_removes_rows_tokenizations_and_owned_files_only() {
     assert!(ws.find(&DatasetFilter { tag: Some("x".into()), ..Default::default() }).unwrap().is_empty());
 
     // An imported dataset, by id: its Parquet copy goes too; the original it came from stays.
-    ws.delete_dataset(&imp.id().to_string()).unwrap();
+    ws.delete_dataset_cascade(&imp.id().to_string()).unwrap();
     assert!(matches!(ws.dataset("imp"), Err(Error::NotFound { .. })));
     assert!(!imp_dir.exists());
     assert!(!imp_tokens.exists());
@@ -516,7 +530,7 @@ fn check_after_kill(ws: &Workspace, rows: u64) -> (Vec<String>, Vec<String>) {
                 assert_eq!(d.stats().map(|s| s.documents), Some(rows), "{}", d.name());
                 ready.push(d.name().to_string());
             }
-            DatasetStatus::Pending => {
+            DatasetStatus::Interrupted => {
                 assert_eq!(d.row().artifact_path, None, "{}", d.name());
                 assert_eq!(d.row().num_rows, None, "{}", d.name());
                 pending.push(d.name().to_string());
@@ -557,7 +571,7 @@ fn killed_imports_leave_a_consistent_workspace() {
         let ws = Workspace::open(&ws_dir).unwrap();
         opens += 1;
         if let Ok(d) = ws.dataset("whole") {
-            assert!(matches!(d.status(), DatasetStatus::Pending | DatasetStatus::Ready), "{:?}", d.status());
+            assert!(matches!(d.status(), DatasetStatus::Importing | DatasetStatus::Ready), "{:?}", d.status());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -603,14 +617,14 @@ fn killed_imports_leave_a_consistent_workspace() {
             delay.as_millis(),
             if finished { " (already exited)" } else { "" }
         );
-        if state == "pending" {
+        if state == "interrupted" {
             pendings.push(name);
         }
         assert_eq!(pending.len(), pendings.len());
     }
     assert!(!pendings.is_empty(), "no kill landed mid-import; the import is too fast for the delays");
 
-    // A dataset left pending is imported again: the row is taken over and ends ready.
+    // A dataset left interrupted is imported again: the row is taken over and ends ready.
     let ws = Workspace::open(&ws_dir).unwrap();
     let name = &pendings[0];
     let id = ws.dataset(name).unwrap().id();
@@ -784,8 +798,10 @@ fn delete_dataset_leaves_paths_outside_the_workspace() {
     let outside = dir.path().join("my-tokens");
     fs::create_dir_all(&outside).unwrap();
     fs::write(outside.join("precious.bin"), b"x").unwrap();
-    ws.catalog().insert_tokenization(&new_tokenization(d.id(), &outside)).unwrap();
-    ws.delete_dataset("d").unwrap();
+    ws.catalog()
+        .with_write_tx(|tx| insert_tokenization_in(ws.catalog(), tx, &new_tokenization(d.id(), &outside)))
+        .unwrap();
+    ws.delete_dataset_cascade("d").unwrap();
     assert!(outside.join("precious.bin").exists(), "a directory outside the workspace was deleted");
 }
 
@@ -812,7 +828,8 @@ fn imported_paths_follow_the_workspace() {
 fn a_running_import_is_not_taken_over() {
     let dir = tmp();
     let ws_dir = dir.path().join("ws");
-    let big = write_jsonl(&dir.path().join("big.jsonl"), 0, 300_000);
+    // Big enough that the import outlasts the add's half-second wait for the claim (~1 s here).
+    let big = write_jsonl(&dir.path().join("big.jsonl"), 0, 1_500_000);
     let small = write_jsonl(&dir.path().join("small.jsonl"), 0, 3);
     let mut child = ChildGuard(
         saekit_cmd(&ws_dir)
@@ -826,7 +843,7 @@ fn a_running_import_is_not_taken_over() {
     while ws.dataset("x").is_err() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert_eq!(ws.dataset("x").unwrap().status(), DatasetStatus::Pending);
+    assert_eq!(ws.dataset("x").unwrap().status(), DatasetStatus::Importing);
     let added = ws.add_dataset("x", &Source::open(&small).unwrap());
     let err = added.expect_err("an add over a running import must be refused");
     assert!(matches!(err, Error::Busy { .. }), "{err:?}");
@@ -836,7 +853,7 @@ fn a_running_import_is_not_taken_over() {
     );
     assert!(child.0.wait().unwrap().success());
     let now = ws.dataset("x").unwrap();
-    assert_eq!((now.status(), now.row().num_rows), (DatasetStatus::Ready, Some(300_000)));
+    assert_eq!((now.status(), now.row().num_rows), (DatasetStatus::Ready, Some(1_500_000)));
 }
 
 // ---------------------------------------------------------------------------------------------------------

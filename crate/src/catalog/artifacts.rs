@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Value as SqlValue, ValueRef};
@@ -351,8 +351,8 @@ impl Catalog {
         Ok(rows)
     }
 
-    /// Every artifact made from `id`, directly or not, each once, those made last first (the order to
-    /// delete them in).
+    /// Every artifact made from `id`, directly or not, each once and after everything made from it (the
+    /// order to delete them in).
     pub fn descendants_in(&self, conn: &Connection, id: i64) -> Result<Vec<ArtifactRef>> {
         let mut order = Vec::new();
         let mut seen = HashSet::new();
@@ -461,7 +461,7 @@ pub(crate) fn write_progress(conn: &Connection, id: i64, progress: &StoredProgre
 
 /// `path`'s last two components.
 #[cfg(test)]
-fn short_path(path: &Path) -> String {
+fn short_path(path: &std::path::Path) -> String {
     let parts: Vec<_> = path.components().rev().take(2).collect();
     parts.iter().rev().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
@@ -525,24 +525,24 @@ mod tests {
         let (_dir, catalog) = open_temp();
         let d = insert(&catalog, "dataset", "d", &[], ArtifactStatus::Ready);
         let other = insert(&catalog, "dataset", "other", &[], ArtifactStatus::Ready);
-        let t = insert(&catalog, "tokenization", "d/t", &[d], ArtifactStatus::Ready);
+        let t = insert(&catalog, "tokenization", "d-t", &[d], ArtifactStatus::Ready);
         let mix = insert(&catalog, "mix", "m", &[t, other], ArtifactStatus::Ready);
         let conn = catalog.conn().unwrap();
         let names = |refs: Vec<ArtifactRef>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(catalog.parents_in(&conn, mix).unwrap()), ["other", "d/t"]);
-        assert_eq!(names(catalog.children_in(&conn, d).unwrap()), ["d/t"]);
-        assert_eq!(names(catalog.descendants_in(&conn, d).unwrap()), ["m", "d/t"]);
+        assert_eq!(names(catalog.parents_in(&conn, mix).unwrap()), ["other", "d-t"]);
+        assert_eq!(names(catalog.children_in(&conn, d).unwrap()), ["d-t"]);
+        assert_eq!(names(catalog.descendants_in(&conn, d).unwrap()), ["m", "d-t"]);
         drop(conn);
 
         let err = catalog.with_write_tx(|tx| catalog.delete_artifact_in(tx, d, false)).unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, Error::InUse { .. }), "{err:?}");
-        assert!(message.contains("dataset `d`") && message.contains("tokenization `d/t`") && message.contains("mix `m`"), "{message}");
+        assert!(message.contains("dataset `d`") && message.contains("tokenization `d-t`") && message.contains("mix `m`"), "{message}");
         assert!(catalog.artifact(d).is_ok() && catalog.artifact(t).is_ok());
 
         let removed = catalog.with_write_tx(|tx| catalog.delete_artifact_in(tx, d, true)).unwrap();
         let removed: Vec<String> = removed.iter().map(|p| short_path(p)).collect();
-        assert_eq!(removed, ["mix/m", "tokenization/d/t", "dataset/d"]);
+        assert_eq!(removed, ["mix/m", "tokenization/d-t", "dataset/d"]);
         for gone in [d, t, mix] {
             assert!(matches!(catalog.artifact(gone), Err(Error::NotFound { .. })));
         }

@@ -162,9 +162,12 @@ pub struct DatasetFilter {
     pub tag: Option<String>,
 }
 
+/// A dataset's source: its record's, or while it has none (being made, or failed) what its parameters say.
+const SOURCE: &str = "COALESCE(d.source, json_extract(a.params, '$.origin'), '')";
+
 fn dataset_select() -> String {
     format!(
-        "SELECT {ARTIFACT_COLUMNS}, COALESCE(d.source, ''), d.repo_id, COALESCE(d.spec, '{{}}'), \
+        "SELECT {ARTIFACT_COLUMNS}, {SOURCE}, d.repo_id, COALESCE(d.spec, '{{}}'), \
          COALESCE(d.paths, '[]'), COALESCE(d.metadata, '{{}}'), d.num_rows, d.num_bytes, d.fingerprint \
          FROM artifacts a LEFT JOIN datasets d ON d.id = a.id WHERE a.kind = '{DATASET_KIND}'"
     )
@@ -277,15 +280,15 @@ impl Catalog {
         let mut wheres = Vec::new();
         let mut values = Vec::new();
         if let Some(part) = &filter.name_contains {
-            wheres.push("instr(lower(a.name), lower(?)) > 0");
+            wheres.push("instr(lower(a.name), lower(?)) > 0".to_string());
             values.push(SqlValue::Text(part.clone()));
         }
         if let Some(source) = &filter.source {
-            wheres.push("d.source = ?");
+            wheres.push(format!("{SOURCE} = ?"));
             values.push(SqlValue::Text(source.clone()));
         }
         if let Some(tag) = &filter.tag {
-            wheres.push("EXISTS (SELECT 1 FROM artifact_tags t WHERE t.artifact_id = a.id AND t.tag = ?)");
+            wheres.push("EXISTS (SELECT 1 FROM artifact_tags t WHERE t.artifact_id = a.id AND t.tag = ?)".to_string());
             values.push(SqlValue::Text(tag.clone()));
         }
         let extra: String = wheres.iter().map(|w| format!(" AND {w}")).collect();

@@ -226,6 +226,8 @@ pub struct AddDataset {
 /// What an add or import was asked for: the artifact's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddParams {
+    /// Where the data comes from: `local`.
+    pub origin: String,
     /// `add` (by reference) or `import` (copied in).
     pub mode: String,
     /// The source as given.
@@ -252,7 +254,7 @@ impl Request for AddDataset {
     fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<Dataset> {
         check_name(&self.name)?;
         let source = &self.source;
-        let params = AddParams { mode: if self.import { "import" } else { "add" }.into(), source: source.spec().clone() };
+        let params = AddParams { origin: "local".into(), mode: if self.import { "import" } else { "add" }.into(), source: source.spec().clone() };
         let plan = ArtifactPlan {
             kind: DATASET_KIND,
             name: self.name.clone(),
@@ -264,6 +266,8 @@ impl Request for AddDataset {
         };
         let produced = ws.produce(plan, ctx, |dir, ctx| {
             let files: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
+            // First, so the last phase a finished job shows is the one that counts its bytes.
+            let fingerprint = fingerprint(source, ctx)?;
             let Some(dir) = dir else {
                 ctx.phase("reading", "bytes", Some(source.total_bytes()));
                 let schema = source.schema()?;
@@ -280,7 +284,7 @@ impl Request for AddDataset {
                     metadata: dataset_metadata(source, &schema, &stats),
                     num_rows: Some(stats.documents),
                     num_bytes: Some(source.total_bytes()),
-                    fingerprint: Some(fingerprint(source, ctx)?),
+                    fingerprint: Some(fingerprint),
                 });
             };
             ctx.phase("importing", "bytes", Some(source.total_bytes()));
@@ -309,7 +313,7 @@ impl Request for AddDataset {
                 metadata,
                 num_rows: Some(stats.documents),
                 num_bytes: Some(num_bytes),
-                fingerprint: Some(fingerprint(source, ctx)?),
+                fingerprint: Some(fingerprint),
             })
         })?;
         ws.dataset_by_id(produced.id())

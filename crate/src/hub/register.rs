@@ -49,6 +49,8 @@ pub struct Download {
 /// What a download was asked for: the artifact's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownloadParams {
+    /// Where the data comes from: `hub`.
+    pub origin: String,
     /// The Hub's address, without any credentials.
     pub endpoint: String,
     pub repo: String,
@@ -72,6 +74,7 @@ impl Request for Download {
         crate::catalog::check_name(&self.name)?;
         let plan = &self.plan;
         let params = DownloadParams {
+            origin: "hub".into(),
             endpoint: public_endpoint(plan.repo.hub().endpoint()),
             repo: plan.repo_id.clone(),
             kind: plan.kind,
