@@ -31,14 +31,18 @@ def test_quickstart_builds_catalog_and_report(saekit, tmp_path):
 
     # The catalog, read with Python's sqlite3: both corpora are ready with their chapter counts.
     db = sqlite3.connect(ws / "catalog.sqlite")
-    rows = dict(db.execute("select name, num_rows from datasets where status = 'ready'").fetchall())
+    rows = dict(
+        db.execute(
+            "select a.name, d.num_rows from artifacts a join datasets d on d.id = a.id where a.status = 'ready'"
+        ).fetchall()
+    )
     assert rows == {"austen": 269, "kjv": 1189}
-    tags = {t for (t,) in db.execute("select tag from dataset_tags")}
+    tags = {t for (t,) in db.execute("select tag from artifact_tags")}
     assert tags == {"embedded", "public-domain"}
 
     # The imported Parquet is readable by pyarrow: a text column first, metadata after.
     # Artifact paths are stored relative to the workspace, so a workspace can be moved.
-    paths = [ws / p for (p,) in db.execute("select artifact_path from datasets where name = 'kjv'")]
+    paths = [ws / p for (p,) in db.execute("select path from artifacts where kind = 'dataset' and name = 'kjv'")]
     files = sorted(paths[0].glob("*.parquet"))
     table = pq.read_table(files[0])
     assert table.column_names[0] == "text"
@@ -72,7 +76,8 @@ def test_quickstart_twice_keeps_one_row_per_dataset(saekit, tmp_path):
         done = saekit("--workspace", ws, "quickstart", "--out", tmp_path / "r.html")
         assert done.returncode == 0, done.stderr
     db = sqlite3.connect(ws / "catalog.sqlite")
-    assert db.execute("select count(*) from datasets").fetchone()[0] == 2
+    assert db.execute("select count(*) from artifacts where kind = 'dataset'").fetchone()[0] == 2
+    assert db.execute("select count(*) from artifacts where kind = 'tokenization'").fetchone()[0] == 1
     assert list((ws / "artifacts" / "datasets").iterdir()).__len__() == 2
     assert list((ws / "tmp").iterdir()) == []
 
@@ -92,4 +97,6 @@ def test_bad_input_names_file_and_line_and_is_marked_failed(saekit, tmp_path):
     done = saekit("--workspace", ws, "add", "bad", data, "--skip-bad-records")
     assert done.returncode == 0, done.stderr
     db = sqlite3.connect(ws / "catalog.sqlite")
-    assert db.execute("select status, num_rows from datasets").fetchall() == [("ready", 14)]
+    assert db.execute("select a.status, d.num_rows from artifacts a join datasets d on d.id = a.id").fetchall() == [
+        ("ready", 14)
+    ]

@@ -3,7 +3,9 @@
 //!
 //! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
-//! dataset, and [`hub`] brings datasets and tokenizers from the Hugging Face Hub. [`display`] renders values
+//! dataset, [`tokenize`] turns datasets into token stores, and [`hub`] brings datasets and tokenizers
+//! from the Hugging Face Hub. Every artifact is made through the catalog's one lifecycle
+//! ([`catalog::Request`], run with [`Workspace::make`], [`Workspace::make_job`] or [`Workspace::make_with`]). [`display`] renders values
 //! for notebooks, terminals and HTML reports; stages use it, never the reverse.
 
 pub mod catalog;
@@ -31,13 +33,15 @@ pub mod interop;
 /// What a notebook or script usually needs: `use saekit::prelude::*;`. Bringing [`display::Render`]
 /// into scope is what lets evcxr show saekit values richly.
 pub mod prelude {
-    pub use crate::catalog::{Dataset, DatasetFilter, DatasetList, DatasetStatus, Workspace};
-    pub use crate::display::{Histogram, LineChart, LiveDisplay, MimeBundle, Render, clear_output, show, show_live};
+    pub use crate::catalog::{Artifact, Dataset, DatasetFilter, DatasetList, DatasetStatus, Lineage, Workspace};
+    pub use crate::display::{
+        Card, Histogram, LineChart, LiveDisplay, MimeBundle, Render, Table, clear_output, show, show_live,
+    };
     pub use crate::error::{Error, Result};
     pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};
     pub use crate::report::Report;
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;
-    pub use crate::tokenize::Tokenizer;
+    pub use crate::tokenize::{Packing, TokenizeParams, Tokenization, Tokenizer};
 }
