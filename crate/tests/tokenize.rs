@@ -249,3 +249,89 @@ fn a_tokenize_job_reports_documents_and_tokens_as_it_goes() {
     assert_eq!((progress.unit.as_str(), progress.status), ("bytes", JobStatus::Done));
     assert!(saekit::jobs::progress_line(&progress).contains("3 documents"));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The notebook API over the lifecycle: safe re-runs, lineage, methods on values.
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn the_same_tokenization_asked_again_is_the_one_already_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace_with_dataset(dir.path());
+    let tok = Tokenizer::gpt2().unwrap();
+    let d = ws.dataset("d").unwrap();
+    let first = d.tokenize(&tok, &TokenizeParams::packed(8)).unwrap();
+    let again = d.tokenize_job(&tok, &TokenizeParams::packed(8)).wait().unwrap();
+    assert_eq!((again.id(), again.name()), (first.id(), first.name()));
+    assert!(first.name().starts_with("d/gpt2/") && first.name().len() == "d/gpt2/".len() + 10, "{}", first.name());
+    let stores = fs::read_dir(ws.root().join("artifacts/tokens")).unwrap().count();
+    assert_eq!(stores, 1, "asking again wrote no second store");
+    // Other parameters (or another tokenizer) are another tokenization.
+    let other = d.tokenize(&tok, &TokenizeParams::packed(16)).unwrap();
+    assert_ne!(other.id(), first.id());
+    assert_eq!(d.tokenizations().unwrap().iter().map(|t| t.id()).collect::<Vec<_>>(), [other.id(), first.id()]);
+    assert_eq!(ws.tokenization(first.name()).unwrap().id(), first.id());
+    assert_eq!(ws.tokenization(&first.id().to_string()).unwrap().name(), first.name());
+}
+
+#[test]
+fn lineage_links_a_dataset_and_its_tokenizations_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace_with_dataset(dir.path());
+    let tok = Tokenizer::gpt2().unwrap();
+    let t = ws.tokenize("d", &tok, &TokenizeParams::default()).unwrap();
+    let up = ws.lineage(&t).unwrap();
+    assert_eq!(up.ancestors().iter().map(|a| (a.kind.as_str(), a.name.as_str())).collect::<Vec<_>>(), [("dataset", "d")]);
+    assert!(up.descendants().is_empty());
+    assert_eq!(up.edges, [(ws.dataset("d").unwrap().id(), t.id())]);
+    let down = ws.dataset("d").unwrap().lineage().unwrap();
+    assert_eq!(down.descendants().iter().map(|a| a.id).collect::<Vec<_>>(), [t.id()]);
+    let bundle = saekit::display::Render::bundle(&up);
+    assert!(bundle.plain().contains("Lineage of tokenization") && bundle.plain().contains("made from"), "{}", bundle.plain());
+    let svg = bundle.get("image/svg+xml").unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<line") && svg.matches("<rect").count() == 2, "{svg}");
+    // The card shows the parameters as a table of fields, not raw JSON.
+    let card = saekit::display::Render::bundle(&t);
+    assert!(card.plain().contains("max_length") && card.plain().contains("1024"), "{}", card.plain());
+    assert!(!card.plain().contains("{\""), "raw JSON in the card: {}", card.plain());
+}
+
+#[test]
+fn ensure_dataset_reuses_an_unchanged_source_and_rebuilds_a_changed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jsonl(dir.path(), "e.jsonl", &["one", "two"]);
+    let ws = Workspace::open(dir.path().join("ws")).unwrap();
+    let first = ws.ensure_dataset("e", &Source::open(&file).unwrap()).unwrap();
+    assert_eq!(first.row().num_rows, Some(2));
+    let fingerprint = first.row().fingerprint.clone().expect("a fingerprint is recorded");
+    assert_eq!(fingerprint.sha256.len(), 64);
+    // Unchanged: the same row, not re-read (updated_at unchanged).
+    let again = ws.ensure_dataset("e", &Source::open(&file).unwrap()).unwrap();
+    assert_eq!((again.id(), &again.row().updated_at), (first.id(), &first.row().updated_at));
+    // Rewritten with the same bytes (a new mtime): the content hash says it is the same.
+    std::thread::sleep(Duration::from_millis(20));
+    let bytes = fs::read(&file).unwrap();
+    fs::write(&file, &bytes).unwrap();
+    assert_eq!(ws.ensure_dataset("e", &Source::open(&file).unwrap()).unwrap().id(), first.id());
+    // Another text mapping is another source: registered again.
+    let remapped = ws.ensure_dataset("e", &Source::open(&file).unwrap().text_template("> {text}")).unwrap();
+    assert_ne!(remapped.id(), first.id());
+    let page = saekit::display::Render::bundle(&remapped.page(0, 1).unwrap()).plain().to_string();
+    assert!(page.contains("> one"), "{page}");
+    // Changed content: registered again with the new rows...
+    jsonl(dir.path(), "e.jsonl", &["one", "two", "three"]);
+    let changed = ws.ensure_dataset("e", &Source::open(&file).unwrap()).unwrap();
+    assert_eq!(changed.row().num_rows, Some(3));
+    // ...unless something was made from it: then it says what, and changes nothing.
+    changed.tokenize(&Tokenizer::gpt2().unwrap(), &TokenizeParams::default()).unwrap();
+    jsonl(dir.path(), "e.jsonl", &["four"]);
+    let err = ws.ensure_dataset("e", &Source::open(&file).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::InUse { .. }), "{err:?}");
+    assert!(err.to_string().contains("dataset `e` is used by tokenization `e/gpt2/"), "{err}");
+    assert_eq!(ws.dataset("e").unwrap().row().num_rows, Some(3));
+    // Listing: iterate, index by position and by name.
+    let list = ws.datasets().unwrap();
+    assert_eq!(list.iter().count(), 1);
+    assert_eq!((&list).into_iter().map(|d| d.name()).collect::<Vec<_>>(), ["e"]);
+    assert_eq!(list["e"].id(), list[0].id());
+}

@@ -86,10 +86,11 @@ const MIGRATIONS: &[&str] = &[
     // v1's status CHECK constraint cannot be altered in place, so `datasets` and `tokenizations` are
     // rebuilt. `migrate` turns foreign keys off around every migration: inside a transaction
     // `PRAGMA foreign_keys = OFF` is ignored, and dropping v1's `datasets` would cascade to its tags and
-    // tokenizations. Dataset ids are kept; tokenizations are numbered after the datasets. v1's
+    // tokenizations. Dataset ids are kept; tokenizations are numbered after the datasets; ids are never
+    // reused (AUTOINCREMENT), so an id in a report or a lineage names one artifact forever. v1's
     // `recipes` and `training_runs` tables are dropped: nothing ever wrote them.
     "CREATE TABLE artifacts (
-        id             INTEGER PRIMARY KEY,
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
         kind           TEXT NOT NULL,
         name           TEXT NOT NULL,
         status         TEXT NOT NULL,
