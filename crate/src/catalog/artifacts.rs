@@ -469,12 +469,8 @@ fn short_path(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::db::open_temp;
 
-    fn open_temp() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
 
     fn insert(catalog: &Catalog, kind: &'static str, name: &str, parents: &[i64], status: ArtifactStatus) -> i64 {
         catalog

@@ -374,13 +374,9 @@ pub(crate) fn require_ready(row: &DatasetRow) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::db::open_temp;
     use serde_json::json;
 
-    fn open_temp() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
 
     fn new_dataset(name: &str, source: &str, tags: &[&str]) -> NewDataset {
         NewDataset {

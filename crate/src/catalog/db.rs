@@ -495,15 +495,17 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 
+/// A catalog in a fresh temporary workspace folder, for the catalog modules' tests.
+#[cfg(test)]
+pub(crate) fn open_temp() -> (tempfile::TempDir, Catalog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).expect("open");
+    (dir, catalog)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn open_temp() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
 
     fn version(catalog: &Catalog) -> i64 {
         catalog.conn().unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()

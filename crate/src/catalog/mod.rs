@@ -269,13 +269,7 @@ impl Request for AddDataset {
             // First, so the last phase a finished job shows is the one that counts its bytes.
             let fingerprint = fingerprint(source, ctx)?;
             let Some(dir) = dir else {
-                ctx.phase("reading", "bytes", Some(source.total_bytes()));
-                let schema = source.schema()?;
-                let stats = DatasetStats::compute_with(source.documents()?, |read| {
-                    ctx.set_done(read.bytes_read);
-                    !ctx.is_cancelled()
-                })?;
-                ctx.check()?;
+                let (schema, stats) = scan(source, ctx)?;
                 return Ok(DatasetRecord {
                     source: "local".into(),
                     repo_id: None,
@@ -318,6 +312,17 @@ impl Request for AddDataset {
         })?;
         ws.dataset_by_id(produced.id())
     }
+}
+
+/// Reads a source once for its schema and statistics, counting bytes read in a `reading` phase.
+pub(crate) fn scan(source: &Source, ctx: &JobContext) -> Result<(SchemaView, DatasetStats)> {
+    ctx.phase("reading", "bytes", Some(source.total_bytes()));
+    let schema = source.schema()?;
+    let stats = DatasetStats::compute_with(source.documents()?, |read| {
+        ctx.set_done(read.bytes_read);
+        !ctx.is_cancelled()
+    })?;
+    Ok((schema, stats))
 }
 
 /// Sizes and modification times of a source's files, without their hash.
@@ -581,6 +586,9 @@ impl Render for Dataset {
             card = card.fact("progress", progress.summary());
         }
         card = card.fact("updated", r.updated_at.clone());
+        if r.params.as_object().is_some_and(|p| !p.is_empty()) {
+            card = card.section(&Table::fields("asked for", &r.params).bundle());
+        }
         if let Some(stats) = self.stats() {
             card = card.section(&stats.bundle());
         }

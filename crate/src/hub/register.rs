@@ -16,7 +16,7 @@ use serde_json::json;
 use super::download;
 use super::plan::DownloadPlan;
 use super::RepoKind;
-use crate::catalog::{ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace};
+use crate::catalog::{scan, ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
 use crate::sources::{Format, Source, TextField};
@@ -147,16 +147,6 @@ fn with_text(source: Source, text: &TextField) -> Source {
         TextField::Column(c) => source.text_column(c.clone()),
         TextField::Template(t) => source.text_template(t.clone()),
     }
-}
-
-fn scan(source: &Source, ctx: &JobContext) -> Result<(crate::sources::SchemaView, DatasetStats)> {
-    ctx.phase("reading", "bytes", Some(source.total_bytes()));
-    let schema = source.schema()?;
-    let stats = DatasetStats::compute_with(source.documents()?, |read| {
-        ctx.set_done(read.bytes_read);
-        !ctx.is_cancelled()
-    })?;
-    Ok((schema, stats))
 }
 
 /// An endpoint as recorded: without any `user:password@` part.
