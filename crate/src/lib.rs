@@ -43,5 +43,5 @@ pub mod prelude {
     pub use crate::report::Report;
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;
-    pub use crate::tokenize::{Packing, TokenizeParams, Tokenization, Tokenizer};
+    pub use crate::tokenize::{Packing, Tokenization, TokenizeParams, Tokenizer};
 }

@@ -461,7 +461,10 @@ fn a_corrupted_download_is_caught_by_its_sha256() {
     // The next attempt takes the failed row over, fetches the file whole and succeeds.
     let failed_id = ws.dataset("t").unwrap().id();
     let dataset = ws.download_dataset("t", &plan).unwrap();
-    assert_eq!((dataset.status(), dataset.id(), dataset.row().error.clone()), (saekit::DatasetStatus::Ready, failed_id, None));
+    assert_eq!(
+        (dataset.status(), dataset.id(), dataset.row().error.clone()),
+        (saekit::DatasetStatus::Ready, failed_id, None)
+    );
 }
 
 #[test]

@@ -281,13 +281,20 @@ fn lineage_links_a_dataset_and_its_tokenizations_and_renders() {
     let tok = Tokenizer::gpt2().unwrap();
     let t = ws.tokenize("d", &tok, &TokenizeParams::default()).unwrap();
     let up = ws.lineage(&t).unwrap();
-    assert_eq!(up.ancestors().iter().map(|a| (a.kind.as_str(), a.name.as_str())).collect::<Vec<_>>(), [("dataset", "d")]);
+    assert_eq!(
+        up.ancestors().iter().map(|a| (a.kind.as_str(), a.name.as_str())).collect::<Vec<_>>(),
+        [("dataset", "d")]
+    );
     assert!(up.descendants().is_empty());
     assert_eq!(up.edges, [(ws.dataset("d").unwrap().id(), t.id())]);
     let down = ws.dataset("d").unwrap().lineage().unwrap();
     assert_eq!(down.descendants().iter().map(|a| a.id).collect::<Vec<_>>(), [t.id()]);
     let bundle = saekit::display::Render::bundle(&up);
-    assert!(bundle.plain().contains("Lineage of tokenization") && bundle.plain().contains("made from"), "{}", bundle.plain());
+    assert!(
+        bundle.plain().contains("Lineage of tokenization") && bundle.plain().contains("made from"),
+        "{}",
+        bundle.plain()
+    );
     let svg = bundle.get("image/svg+xml").unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<line") && svg.matches("<rect").count() == 2, "{svg}");
     // The card shows the parameters as a table of fields, not raw JSON.

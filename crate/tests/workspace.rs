@@ -10,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
 use saekit::catalog::{ArtifactWriter, DatasetFilter, DatasetStatus, NewDataset, Workspace};
-use saekit::tokenize::NewTokenization;
-use saekit::tokenize::table::insert_tokenization_in;
 use saekit::display::Render;
 use saekit::jobs::JobStatus;
+use saekit::tokenize::NewTokenization;
+use saekit::tokenize::table::insert_tokenization_in;
 use saekit::{Error, Source};
 use serde_json::json;
 
@@ -402,7 +402,10 @@ fn delete_dataset_removes_rows_tokenizations_and_owned_files_only() {
     let err = ws.delete_dataset("ref").unwrap_err();
     assert!(matches!(err, Error::InUse { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.starts_with("dataset `ref` is used by tokenization `ref/gpt2/1`, tokenization `ref/gpt2/2`"), "{message}");
+    assert!(
+        message.starts_with("dataset `ref` is used by tokenization `ref/gpt2/1`, tokenization `ref/gpt2/2`"),
+        "{message}"
+    );
     assert!(message.contains("--cascade"), "{message}");
     assert_eq!(ws.tokenizations("ref").unwrap().len(), 2);
     assert!(ref_tokens.iter().all(|t| t.exists()));

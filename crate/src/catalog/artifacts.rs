@@ -124,7 +124,11 @@ impl StoredProgress {
     /// `42% of 12.0 MiB read` style summary.
     pub fn summary(&self) -> String {
         let amount = |n: u64| {
-            if self.unit == "bytes" { crate::display::bytes(n) } else { format!("{} {}", crate::error::count(n), self.unit) }
+            if self.unit == "bytes" {
+                crate::display::bytes(n)
+            } else {
+                format!("{} {}", crate::error::count(n), self.unit)
+            }
         };
         let mut text = match self.total.filter(|&t| t > 0) {
             Some(total) => format!(
@@ -202,8 +206,7 @@ impl fmt::Display for ArtifactRef {
     }
 }
 
-pub(crate) const ARTIFACT_COLUMNS: &str =
-    "a.id, a.kind, a.name, a.status, a.params, a.progress, a.path, a.error, a.saekit_version, a.created_at, \
+pub(crate) const ARTIFACT_COLUMNS: &str = "a.id, a.kind, a.name, a.status, a.params, a.progress, a.path, a.error, a.saekit_version, a.created_at, \
      a.updated_at";
 /// How many columns [`ARTIFACT_COLUMNS`] selects; a stage's own columns follow from this index.
 pub(crate) const ARTIFACT_COLUMN_COUNT: usize = 11;
@@ -266,7 +269,8 @@ impl Catalog {
     /// Replaces the parents of artifact `id`.
     pub fn set_parents_in(&self, tx: &Transaction, id: i64, parents: &[i64]) -> Result<()> {
         tx.execute("DELETE FROM lineage WHERE child = ?1", [id]).at(self.path())?;
-        let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO lineage (child, parent) VALUES (?1, ?2)").at(self.path())?;
+        let mut insert =
+            tx.prepare_cached("INSERT OR IGNORE INTO lineage (child, parent) VALUES (?1, ?2)").at(self.path())?;
         for parent in parents {
             if self.artifact_in(tx, *parent).is_err() {
                 return Err(self.not_found("artifact", parent.to_string()));
@@ -425,13 +429,9 @@ impl Catalog {
 
     /// The tags of artifact `id`, sorted.
     pub fn tags_in(&self, conn: &Connection, id: i64) -> Result<Vec<String>> {
-        let mut stmt = conn
-            .prepare_cached("SELECT tag FROM artifact_tags WHERE artifact_id = ?1 ORDER BY tag")
-            .at(self.path())?;
-        stmt.query_map([id], |r| r.get(0))
-            .at(self.path())?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .at(self.path())
+        let mut stmt =
+            conn.prepare_cached("SELECT tag FROM artifact_tags WHERE artifact_id = ?1 ORDER BY tag").at(self.path())?;
+        stmt.query_map([id], |r| r.get(0)).at(self.path())?.collect::<rusqlite::Result<Vec<String>>>().at(self.path())
     }
 
     /// Every artifact directory any row owns (absolute).
@@ -470,7 +470,6 @@ fn short_path(path: &std::path::Path) -> String {
 mod tests {
     use super::*;
     use crate::catalog::db::open_temp;
-
 
     fn insert(catalog: &Catalog, kind: &'static str, name: &str, parents: &[i64], status: ArtifactStatus) -> i64 {
         catalog
@@ -533,7 +532,10 @@ mod tests {
         let err = catalog.with_write_tx(|tx| catalog.delete_artifact_in(tx, d, false)).unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, Error::InUse { .. }), "{err:?}");
-        assert!(message.contains("dataset `d`") && message.contains("tokenization `d-t`") && message.contains("mix `m`"), "{message}");
+        assert!(
+            message.contains("dataset `d`") && message.contains("tokenization `d-t`") && message.contains("mix `m`"),
+            "{message}"
+        );
         assert!(catalog.artifact(d).is_ok() && catalog.artifact(t).is_ok());
 
         let removed = catalog.with_write_tx(|tx| catalog.delete_artifact_in(tx, d, true)).unwrap();

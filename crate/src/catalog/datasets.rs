@@ -10,7 +10,9 @@ use rusqlite::{Connection, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::artifacts::{ARTIFACT_COLUMN_COUNT, ARTIFACT_COLUMNS, ArtifactStatus, ArtifactUpdate, NewArtifact, StoredProgress};
+use super::artifacts::{
+    ARTIFACT_COLUMN_COUNT, ARTIFACT_COLUMNS, ArtifactStatus, ArtifactUpdate, NewArtifact, StoredProgress,
+};
 use super::db::{AtPath, Catalog, OptionalRow, integer, json_object_text, json_text, opt_count_column};
 use super::lifecycle::StageRecord;
 use crate::error::{Error, Result};
@@ -324,9 +326,8 @@ impl Catalog {
         let artifact = self.artifact_from_row(r)?;
         let c = ARTIFACT_COLUMN_COUNT;
         let paths_text: String = r.get(c + 3)?;
-        let paths: Vec<String> = serde_json::from_str(&paths_text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(c + 3, rusqlite::types::Type::Text, Box::new(e))
-        })?;
+        let paths: Vec<String> = serde_json::from_str(&paths_text)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(c + 3, rusqlite::types::Type::Text, Box::new(e)))?;
         // Data files inside the workspace are stored relative to it, like artifact paths.
         let paths = paths.iter().map(|p| self.resolve_path(p).to_string_lossy().into_owned()).collect();
         let fingerprint = r.get::<_, Option<String>>(c + 7)?.and_then(|text| serde_json::from_str(&text).ok());
@@ -376,7 +377,6 @@ mod tests {
     use super::*;
     use crate::catalog::db::open_temp;
     use serde_json::json;
-
 
     fn new_dataset(name: &str, source: &str, tags: &[&str]) -> NewDataset {
         NewDataset {
@@ -496,8 +496,7 @@ mod tests {
         assert_eq!(updated.artifact_path.as_deref(), Some(artifact.as_path()));
         assert!(updated.updated_at >= row.updated_at);
         // Stored relative to the workspace root.
-        let stored: String =
-            catalog.conn().unwrap().query_row("SELECT path FROM artifacts", [], |r| r.get(0)).unwrap();
+        let stored: String = catalog.conn().unwrap().query_row("SELECT path FROM artifacts", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, "artifacts/dataset/x1");
 
         let cleared = catalog

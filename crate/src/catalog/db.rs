@@ -273,7 +273,8 @@ impl Catalog {
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
         let canonical_root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
         let conn = open_connection(&path, BUSY_TIMEOUT)?;
-        let catalog = Catalog { path, root, canonical_root, conn: Mutex::new(Opened { conns: vec![(this_copy(), conn)] }) };
+        let catalog =
+            Catalog { path, root, canonical_root, conn: Mutex::new(Opened { conns: vec![(this_copy(), conn)] }) };
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -494,7 +495,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-
 /// A catalog in a fresh temporary workspace folder, for the catalog modules' tests.
 #[cfg(test)]
 pub(crate) fn open_temp() -> (tempfile::TempDir, Catalog) {
@@ -524,7 +524,6 @@ mod tests {
         assert_eq!(format_rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_rfc3339(UNIX_EPOCH + Duration::from_secs(4_107_542_399)), "2100-02-28T23:59:59.000Z");
     }
-
 
     #[test]
     fn fresh_catalog_gets_latest_version_and_reopen_is_a_no_op() {
@@ -556,7 +555,6 @@ mod tests {
             other => panic!("expected CatalogTooNew, got {other:?}"),
         }
     }
-
 
     #[test]
     fn write_tx_rolls_back_on_error() {

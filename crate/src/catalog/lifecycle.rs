@@ -26,10 +26,10 @@ use std::time::Duration;
 use rusqlite::Transaction;
 use serde_json::Value;
 
+use super::Workspace;
 use super::artifact::ArtifactWriter;
 use super::artifacts::{ArtifactStatus, ArtifactUpdate, NewArtifact, StoredProgress, write_progress};
 use super::db::{Catalog, now_rfc3339, open_connection};
-use super::Workspace;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
 
@@ -325,12 +325,8 @@ impl NameLock {
         let path = claim_path(root, kind, name);
         let dir = root.join("locks");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         // A child process forked by another thread can briefly share our lock's open file (until it
         // execs), so a lock just released may look held for a moment: retry a little before saying busy.
         let deadline = std::time::Instant::now() + Duration::from_millis(500);

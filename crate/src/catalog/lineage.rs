@@ -36,7 +36,8 @@ impl Lineage {
                 let mut frontier = vec![id];
                 while let Some(current) = frontier.pop() {
                     let d = depth[&current];
-                    let next = if up { catalog.parents_in(conn, current)? } else { catalog.children_in(conn, current)? };
+                    let next =
+                        if up { catalog.parents_in(conn, current)? } else { catalog.children_in(conn, current)? };
                     for other in next {
                         edges.push(if up { (other.id, current) } else { (current, other.id) });
                         if !depth.contains_key(&other.id) {
@@ -67,7 +68,12 @@ impl Lineage {
 
     fn table(&self) -> Table {
         let mut table = Table::new(
-            format!("Lineage of {} · {} made from · {} made from it", self.focus, self.ancestors().len(), self.descendants().len()),
+            format!(
+                "Lineage of {} · {} made from · {} made from it",
+                self.focus,
+                self.ancestors().len(),
+                self.descendants().len()
+            ),
             &["id", "kind", "name", "status", "made from"],
         );
         let names: HashMap<i64, &str> = self.nodes.iter().map(|(n, _)| (n.id, n.name.as_str())).collect();

@@ -192,7 +192,9 @@ impl Workspace {
 
     /// Deletes any artifact (by id), refusing one that others were made from unless `cascade`.
     pub fn delete_artifact(&self, artifact: &impl Artifact, cascade: bool) -> Result<()> {
-        let owned = self.catalog().with_write_tx(|tx| self.catalog().delete_artifact_in(tx, artifact.artifact_id(), cascade))?;
+        let owned = self
+            .catalog()
+            .with_write_tx(|tx| self.catalog().delete_artifact_in(tx, artifact.artifact_id(), cascade))?;
         self.remove_owned(owned)
     }
 
@@ -254,7 +256,11 @@ impl Request for AddDataset {
     fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<Dataset> {
         check_name(&self.name)?;
         let source = &self.source;
-        let params = AddParams { origin: "local".into(), mode: if self.import { "import" } else { "add" }.into(), source: source.spec().clone() };
+        let params = AddParams {
+            origin: "local".into(),
+            mode: if self.import { "import" } else { "add" }.into(),
+            source: source.spec().clone(),
+        };
         let plan = ArtifactPlan {
             kind: DATASET_KIND,
             name: self.name.clone(),
@@ -690,4 +696,3 @@ impl Render for DatasetList {
         table.bundle()
     }
 }
-

@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn fields_flatten_nested_structs() {
-        let value = serde_json::json!({"max_length": 256, "packing": {"bos_first": true}, "eos_token": null, "name": "<b>"});
+        let value =
+            serde_json::json!({"max_length": 256, "packing": {"bos_first": true}, "eos_token": null, "name": "<b>"});
         let t = Table::fields("params", &value);
         let rows: Vec<String> = t.rows.iter().map(|r| r.join("=")).collect();
         assert_eq!(rows, ["max_length=256", "packing.bos_first=true", "eos_token=–", "name=<b>"]);

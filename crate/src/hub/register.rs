@@ -13,10 +13,12 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::RepoKind;
 use super::download;
 use super::plan::DownloadPlan;
-use super::RepoKind;
-use crate::catalog::{scan, ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace};
+use crate::catalog::{
+    ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace, scan,
+};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
 use crate::sources::{Format, Source, TextField};

@@ -17,7 +17,7 @@ pub use stats::TokenStats;
 pub use stopwords::Language;
 pub use store::{StoreMeta, TokenStore, TokenStoreWriter};
 pub use table::{NewTokenization, TOKENIZATION_KIND, TokenizationParams, TokenizationRow, TokenizerRef};
-pub use tokenization::{Provenance, SequencePage, Tokenize, Tokenization};
+pub use tokenization::{Provenance, SequencePage, Tokenization, Tokenize};
 
 use std::collections::HashMap;
 use std::path::Path;

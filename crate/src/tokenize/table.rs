@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{TokenizeParams, TokenizerInfo};
-use crate::catalog::{
-    ARTIFACT_COLUMN_COUNT, ARTIFACT_COLUMNS, ArtifactStatus, Catalog, NewArtifact, StageRecord,
-};
+use crate::catalog::{ARTIFACT_COLUMN_COUNT, ARTIFACT_COLUMNS, ArtifactStatus, Catalog, NewArtifact, StageRecord};
 use crate::error::{Error, Result};
 
 /// The artifact kind of tokenizations.

@@ -17,7 +17,9 @@ use super::table::{
     tokenization_in, tokenizations_of,
 };
 use super::{TokenStore, TokenizeParams, Tokenizer, TokenizerInfo};
-use crate::catalog::{Artifact, ArtifactPlan, Dataset, DatasetStatus, IfReady, Lineage, Request, Workspace, require_ready};
+use crate::catalog::{
+    Artifact, ArtifactPlan, Dataset, DatasetStatus, IfReady, Lineage, Request, Workspace, require_ready,
+};
 use crate::display::{Card, MimeBundle, Render, STYLE, Table, escape};
 use crate::error::{Error, Result, count};
 use crate::jobs::{Job, JobContext};
@@ -183,7 +185,10 @@ impl Dataset {
 
     /// This dataset's tokenizations, newest first.
     pub fn tokenizations(&self) -> Result<Vec<Tokenization>> {
-        let rows = self.workspace().catalog().with_conn(|conn| tokenizations_of(self.workspace().catalog(), conn, self.id()))?;
+        let rows = self
+            .workspace()
+            .catalog()
+            .with_conn(|conn| tokenizations_of(self.workspace().catalog(), conn, self.id()))?;
         Ok(rows.into_iter().map(Tokenization::from_row).collect())
     }
 }
