@@ -84,7 +84,7 @@ pub enum Error {
     Busy { what: String },
 
     /// An artifact that others were made from, asked to be deleted alone.
-    #[error("{what} is used by {}; delete those first, or delete with cascade (`Workspace::delete_cascade`, \
+    #[error("{what} is used by {}; delete those first, or delete with cascade (`Workspace::delete_dataset_cascade`, \
         `saekit delete --cascade`)", dependents.join(", "))]
     InUse { what: String, dependents: Vec<String> },
 

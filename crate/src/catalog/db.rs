@@ -118,7 +118,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX artifact_tags_tag ON artifact_tags(tag);
 
     INSERT INTO artifacts (id, kind, name, status, params, path, error, saekit_version, created_at, updated_at)
-        SELECT id, 'dataset', name, status, '{}', artifact_path, error,
+        SELECT id, 'dataset', name, status,
+               CASE WHEN source = 'local' AND artifact_path IS NULL
+                    THEN json_object('origin', 'local', 'mode', 'add', 'source', json(spec))
+                    ELSE json_object('origin', source) END,
+               artifact_path, error,
                COALESCE(json_extract(metadata, '$.saekit_version'), 'unknown'), created_at, updated_at
         FROM datasets;
     INSERT INTO artifacts (id, kind, name, status, params, path, saekit_version, created_at, updated_at)

@@ -483,11 +483,14 @@ impl Dataset {
     pub fn was_made_from(&self, source: &Source) -> Result<bool> {
         let asked: Option<AddParams> = serde_json::from_value(self.row.params.clone()).ok();
         let Some(asked) = asked else { return Ok(false) };
-        let Some(recorded) = &self.row.fingerprint else { return Ok(false) };
         if &asked.source != source.spec() {
             return Ok(false);
         }
         let stamps = file_stamps(source)?;
+        let Some(recorded) = &self.row.fingerprint else {
+            // Registered by saekit before fingerprints (catalog v1): the same files at the same total size.
+            return Ok(self.row.num_bytes == Some(stamps.iter().map(|f| f.1).sum()));
+        };
         if stamps == recorded.files {
             return Ok(true);
         }
