@@ -240,7 +240,10 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     conn.busy_timeout(busy_timeout).at(path)?;
     // Switching to WAL takes an exclusive lock; a first open racing another may see SQLITE_BUSY
     // without the busy handler being consulted, so retry for as long as the busy timeout.
-    retry_busy(|| conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))).at(path)?;
+    retry_busy(busy_timeout, || {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+    })
+    .at(path)?;
     conn.pragma_update(None, "synchronous", "NORMAL").at(path)?;
     conn.pragma_update(None, "foreign_keys", "ON").at(path)?;
     Ok(conn)
@@ -453,8 +456,8 @@ pub(crate) fn integer(n: Option<u64>, what: &str) -> Result<SqlValue> {
     }
 }
 
-fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
+fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + timeout;
     loop {
         match f() {
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && Instant::now() < deadline => {
