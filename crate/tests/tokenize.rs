@@ -263,7 +263,11 @@ fn the_same_tokenization_asked_again_is_the_one_already_made() {
     let first = d.tokenize(&tok, &TokenizeParams::packed(8)).unwrap();
     let again = d.tokenize_job(&tok, &TokenizeParams::packed(8)).wait().unwrap();
     assert_eq!((again.id(), again.name()), (first.id(), first.name()));
-    assert!(first.name().starts_with("d/gpt2/") && first.name().len() == "d/gpt2/".len() + 10, "{}", first.name());
+    assert!(
+        first.name().starts_with("d/gpt2/packed-8-") && first.name().len() == "d/gpt2/packed-8-".len() + 8,
+        "{}",
+        first.name()
+    );
     let stores = fs::read_dir(ws.root().join("artifacts/tokens")).unwrap().count();
     assert_eq!(stores, 1, "asking again wrote no second store");
     // Other parameters (or another tokenizer) are another tokenization.

@@ -43,6 +43,11 @@ impl Table {
                 }
                 serde_json::Value::Null => table.row(vec![prefix.to_string(), "–".into()]),
                 serde_json::Value::String(s) => table.row(vec![prefix.to_string(), s.clone()]),
+                serde_json::Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+                    let items: Vec<String> =
+                        items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect();
+                    table.row(vec![prefix.to_string(), items.join(", ")]);
+                }
                 other => table.row(vec![prefix.to_string(), other.to_string()]),
             }
         }

@@ -124,10 +124,13 @@ impl Request for Tokenize {
     }
 }
 
-/// `<dataset>/<tokenizer>/<10 hex digits of sha256(tokenizer hash, parameters)>`: one name per thing asked.
+/// `<dataset>/<tokenizer>/<shape>-<8 hex digits of sha256(tokenizer hash, parameters)>`, where the shape
+/// is `packed-N` or `window-N`: one name per thing asked, readable at a glance.
 fn tokenization_name(dataset: &str, asked: &TokenizationParams) -> String {
     let key = Sha256::digest(serde_json::to_string(asked).unwrap_or_default().as_bytes());
-    let key: String = key.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let key: String = key.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let shape = if asked.params.packing.is_some() { "packed" } else { "window" };
+    let key = format!("{shape}-{}-{key}", asked.params.max_length);
     // A tokenizer loaded from a file is named by its path: keep the name short.
     let tokenizer = asked.tokenizer.name.trim_end_matches("/tokenizer.json").rsplit('/').next().unwrap_or("tokenizer");
     format!("{dataset}/{tokenizer}/{key}")
