@@ -8,7 +8,10 @@ final rendering)."""
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -162,6 +165,47 @@ def test_runner_exports_a_self_contained_report(tmp_path):
     assert not re.search(r"(src|href)\s*=\s*[\"']https?://", html, flags=re.I)
     executed = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
     assert [c.execution_count for c in executed.cells] == [1, 2]
+
+
+def test_exported_quickstart_fits_its_page(executed, tmp_path):
+    """No element of the exported quickstart is wider than its page: long values wrap, token strips wrap,
+    wide tables and charts scroll inside their own box. Measured by Chromium on a 900-pixel-wide page."""
+    path, nb, _ = executed
+    if path.stem != "quickstart":
+        pytest.skip("quickstart only")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+    sys.path.insert(0, str(kernel_util.NOTEBOOKS))
+    from run import export_html
+
+    out = tmp_path / "quickstart.html"
+    export_html(nb, out, "quickstart")
+    # A probe, added to this copy only (the report itself has no script): the page's own horizontal
+    # overflow, and every element that sticks out of the page without a scrolling box around it.
+    probe = """<script>window.addEventListener('load', () => {
+      const page = document.documentElement.clientWidth;
+      const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) {
+        const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; }
+        return false; };
+      const wide = [...document.body.querySelectorAll('*')]
+        .filter(e => e.getBoundingClientRect().right > page + 1 && !scrolls(e))
+        .map(e => e.tagName + '.' + e.className + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8);
+      document.title = 'WIDTH ' + JSON.stringify({page, scroll: document.documentElement.scrollWidth, wide});
+    });</script></body>"""
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text().replace("</body>", probe, 1))
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,1200", "--virtual-time-budget=5000",
+         "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r"<title>WIDTH (.*?)</title>", done.stdout)
+    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+    width = json.loads(html_lib.unescape(found.group(1)))
+    assert width["wide"] == [], f"elements wider than the {width['page']}-pixel page: {width['wide']}"
+    assert width["scroll"] <= width["page"], f"the page scrolls sideways: {width}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ pub enum Error {
 
     /// An artifact that others were made from, asked to be deleted alone.
     #[error("{what} is used by {}; delete those first, or delete with cascade (`Workspace::delete_dataset_cascade`, \
-        `saekit delete --cascade`)", dependents.join(", "))]
+        `Workspace::delete_artifact(&x, true)`, `saekit delete --cascade`)", dependents.join(", "))]
     InUse { what: String, dependents: Vec<String> },
 
     /// The catalog database itself.

@@ -877,7 +877,7 @@ fn an_add_job_reports_bytes_and_returns_the_dataset() {
         (progress.unit.as_str(), progress.done, progress.total),
         ("bytes", file_len(&file), Some(file_len(&file)))
     );
-    assert!(job.bundle().plain().starts_with("add f [reading] ████████████████████ 100%"), "{}", job.bundle().plain());
+    assert!(job.bundle().plain().starts_with("add f [done] ████████████████████ 100%"), "{}", job.bundle().plain());
 }
 
 #[test]
@@ -900,4 +900,56 @@ fn a_cancelled_import_job_stops_within_500ms_and_leaves_nothing_behind() {
     assert!(entries(&ws.root().join("tmp")).is_empty(), "no partial is left");
     // The name is free again.
     assert_eq!(ws.import_dataset("big", &Source::open(&big).unwrap()).unwrap().row().num_rows, Some(400_000));
+}
+
+/// A stage's record that writes nothing (the tests' own stage, made through the lifecycle).
+struct NoRecord;
+
+impl saekit::catalog::StageRecord for NoRecord {
+    fn write_in(&self, _: &saekit::catalog::Catalog, _: &rusqlite::Transaction, _: i64) -> saekit::Result<()> {
+        Ok(())
+    }
+}
+
+/// Nothing that a live attempt is making is deleted, even by a cascade from its parent: the victims'
+/// claims are taken first. Deterministic: the work waits for the test to let it finish.
+#[test]
+fn nothing_a_live_attempt_is_making_is_deleted() {
+    use saekit::catalog::{ArtifactPlan, IfReady};
+    let dir = tmp();
+    let ws = Workspace::open(dir.path().join("ws")).unwrap();
+    let file = write_jsonl(&dir.path().join("f.jsonl"), 0, 3);
+    let d = ws.add_dataset("d", &Source::open(&file).unwrap()).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let (ws2, parent) = (ws.clone(), d.id());
+    let attempt = std::thread::spawn(move || {
+        let plan = ArtifactPlan {
+            kind: "mix",
+            name: "m".into(),
+            working: DatasetStatus::Pending,
+            params: json!({"weights": [1]}),
+            parents: vec![parent],
+            dir: None,
+            if_ready: IfReady::Refuse,
+        };
+        ws2.produce(plan, &saekit::jobs::JobContext::detached("mix"), |_, _| {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Ok(NoRecord)
+        })
+    });
+    started.recv().unwrap();
+    let err = ws.delete_dataset_cascade("d").unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("mix `m` is being written by another process"), "{err}");
+    let err = ws.delete_dataset("d").unwrap_err();
+    assert!(matches!(err, Error::InUse { .. }) && err.to_string().contains("mix `m`"), "{err}");
+    assert_eq!(ws.dataset("d").unwrap().status(), DatasetStatus::Ready);
+    go.send(()).unwrap();
+    let made = attempt.join().unwrap().unwrap();
+    assert_eq!(ws.catalog().artifact(made.id()).unwrap().status, DatasetStatus::Ready);
+    // Once no one is making it, the cascade goes through.
+    ws.delete_dataset_cascade("d").unwrap();
+    assert!(ws.catalog().artifact(made.id()).is_err() && ws.datasets().unwrap().is_empty());
 }

@@ -21,6 +21,7 @@ usage: saekit [--workspace DIR] COMMAND [ARGS]
 
 commands:
   quickstart [--out FILE]         add the embedded corpus to the workspace and write an HTML report
+  gallery [--out FILE]            every chart kind on one page, with made-up data
                                   (default FILE: saekit-report.html)
   add NAME PATH... [OPTIONS]      register files (JSONL, CSV, Parquet, a folder of .txt/.md) as a dataset
   import NAME PATH... [OPTIONS]   copy files into the workspace as Parquet and register them
@@ -121,6 +122,12 @@ fn run(mut args: Vec<String>) -> Result<()> {
     }
     let command = args.remove(0);
     match command.as_str() {
+        "gallery" => {
+            let out = take_value(&mut args, "--out")?.unwrap_or_else(|| "saekit-charts.html".into());
+            gallery().write_html(std::path::Path::new(&out))?;
+            println!("wrote {out}");
+            Ok(())
+        }
         "quickstart" => {
             let out = take_value(&mut args, "--out")?.unwrap_or_else(|| "saekit-report.html".into());
             let ws = open_workspace()?;
@@ -195,6 +202,54 @@ fn run(mut args: Vec<String>) -> Result<()> {
 }
 
 /// The main job: the embedded corpus into the workspace, its schema and statistics, and an HTML report.
+/// Every chart kind on one page, with made-up data: for looking at saekit's displays (and for the
+/// screenshot tests, which look at them in light and dark themes).
+fn gallery() -> Report {
+    use saekit::display::{BarChart, ChartGrid, Histogram, LineChart, Scatter};
+    let mut report = Report::new("saekit charts");
+    let bins: Vec<(String, u64)> = (0..16)
+        .map(|i| (format!("{}", 1u64 << i), ((i as f64 - 7.5).powi(2) * -40.0 + 2600.0).max(3.0) as u64))
+        .collect();
+    report.section("Histogram", &Histogram::new("Document length", "characters (bin start)", bins.clone()));
+    report.section("Histogram, log counts", &Histogram::new("Document length", "characters", bins).log_count(true));
+    let loss = |scale: f64, noise: f64| -> Vec<(f64, f64)> {
+        (0..2_000)
+            .map(|i| (i as f64 * 50.0, scale / (1.0 + i as f64 / 80.0) + noise * ((i * 7919 % 97) as f64 / 97.0)))
+            .collect()
+    };
+    report.section(
+        "Line chart",
+        &LineChart::new("Loss", "tokens", "MSE")
+            .series("train", loss(2.0, 0.3))
+            .series("eval", loss(2.2, 0.05))
+            .smoothed(0.9),
+    );
+    let zipf: Vec<(f64, f64)> = (1..20_000).map(|r| (r as f64, 5e4 / (r as f64).powf(1.05))).collect();
+    report.section(
+        "Log axes",
+        &LineChart::new("Rank / frequency", "rank", "count").series("tokens", zipf).log_x(true).log_y(true),
+    );
+    let bars = BarChart::new("Mix", "documents")
+        .bar("HuggingFaceFW/fineweb-edu (sample-10BT)", 61_000.0)
+        .bar("code: bigcode/the-stack-smol", 24_500.0)
+        .bar("math", 9_800.0)
+        .bar("safety-relevant conversations", 4_700.0);
+    report.section("Bar chart", &bars);
+    let frontier = Scatter::new("L0 / explained variance", "L0", "explained variance")
+        .series(
+            "topk",
+            [16.0f64, 32.0, 64.0, 128.0].iter().map(|&k| (k, 1.0 - 0.5 / k.sqrt(), format!("k={k}"))).collect(),
+        )
+        .series("relu", [(40.0, 0.80, "l1=5".to_string()), (90.0, 0.86, "l1=2".to_string())].to_vec())
+        .log_x(true);
+    report.section("Scatter", &frontier);
+    let grid = ChartGrid::new("Small multiples", 2)
+        .chart(&LineChart::new("layer 4", "step", "loss").series("sae", loss(1.0, 0.1)))
+        .chart(&LineChart::new("layer 8", "step", "loss").series("sae", loss(1.5, 0.1)));
+    report.section("Grid", &grid);
+    report
+}
+
 fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
     let started = std::time::Instant::now();
     let files = saekit::data::write_corpus(&ws.root().join("embedded"))?;

@@ -295,10 +295,14 @@ impl Catalog {
     /// [`artifact`](Self::artifact) on a given connection or transaction.
     pub fn artifact_in(&self, conn: &Connection, id: i64) -> Result<ArtifactRow> {
         let sql = format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts a WHERE a.id = ?1");
-        conn.query_row(&sql, [id], |r| self.artifact_from_row(r))
-            .optional_row()
-            .at(self.path())?
-            .ok_or_else(|| self.not_found("artifact", id.to_string()))
+        let read = || conn.query_row(&sql, [id], |r| self.artifact_from_row(r)).optional_row().at(self.path());
+        let mut row = read()?;
+        // A snapshot taken just before the owner committed and let go of its claim reads as interrupted;
+        // a second read (a new snapshot) tells that from a dead owner.
+        if row.as_ref().is_some_and(|r| r.status == ArtifactStatus::Interrupted) {
+            row = read()?;
+        }
+        row.ok_or_else(|| self.not_found("artifact", id.to_string()))
     }
 
     /// Reads the [`ARTIFACT_COLUMNS`] of a row; a working status whose owner is gone reads as interrupted.

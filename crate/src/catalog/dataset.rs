@@ -41,6 +41,11 @@ impl Dataset {
     /// Whether it was registered from `source` (same files, format and text mapping) whose files have
     /// not changed since: same sizes and modification times, or else the same content hash.
     pub fn was_made_from(&self, source: &Source) -> Result<bool> {
+        if self.row.params.get("mode").and_then(|m| m.as_str()) == Some("import") && self.row.fingerprint.is_none() {
+            // Imported by saekit before fingerprints (catalog v1), which kept only the files it came from.
+            let files: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();
+            return Ok(self.row.metadata.get("imported_from") == Some(&serde_json::json!(files)));
+        }
         let asked: Option<AddParams> = serde_json::from_value(self.row.params.clone()).ok();
         let Some(asked) = asked else { return Ok(false) };
         if &asked.source != source.spec() {

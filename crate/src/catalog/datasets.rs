@@ -167,9 +167,11 @@ pub struct DatasetFilter {
 /// A dataset's source: its record's, or while it has none (being made, or failed) what its parameters say.
 const SOURCE: &str = "COALESCE(d.source, json_extract(a.params, '$.origin'), '')";
 
+/// `reread_interrupted`: a row read as working whose claim is free may be a snapshot taken just before
+/// its owner committed and let go of the claim; a second read (a new snapshot) tells the two apart.
 fn dataset_select() -> String {
     format!(
-        "SELECT {ARTIFACT_COLUMNS}, {SOURCE}, d.repo_id, COALESCE(d.spec, '{{}}'), \
+        "SELECT {ARTIFACT_COLUMNS}, {SOURCE}, COALESCE(d.repo_id, json_extract(a.params, '$.repo')), COALESCE(d.spec, '{{}}'), \
          COALESCE(d.paths, '[]'), COALESCE(d.metadata, '{{}}'), d.num_rows, d.num_bytes, d.fingerprint \
          FROM artifacts a LEFT JOIN datasets d ON d.id = a.id WHERE a.kind = '{DATASET_KIND}'"
     )
@@ -259,7 +261,11 @@ impl Catalog {
     /// [`with_write_tx`](Self::with_write_tx)).
     pub fn dataset_in(&self, conn: &Connection, name_or_id: &str) -> Result<DatasetRow> {
         let sql = format!("{} AND a.name = ?1", dataset_select());
-        let row = conn.query_row(&sql, [name_or_id], |r| self.dataset_from_row(r)).optional_row().at(self.path())?;
+        let read = || conn.query_row(&sql, [name_or_id], |r| self.dataset_from_row(r)).optional_row().at(self.path());
+        let mut row = read()?;
+        if row.as_ref().is_some_and(|r| r.status == DatasetStatus::Interrupted) {
+            row = read()?; // see `reread_interrupted`
+        }
         match row {
             Some(row) => self.with_tags(conn, row),
             None => match name_or_id.parse::<i64>() {
@@ -271,7 +277,12 @@ impl Catalog {
 
     pub(crate) fn dataset_by_id(&self, conn: &Connection, id: i64) -> Result<DatasetRow> {
         let sql = format!("{} AND a.id = ?1", dataset_select());
-        match conn.query_row(&sql, [id], |r| self.dataset_from_row(r)).optional_row().at(self.path())? {
+        let read = || conn.query_row(&sql, [id], |r| self.dataset_from_row(r)).optional_row().at(self.path());
+        let mut row = read()?;
+        if row.as_ref().is_some_and(|r| r.status == DatasetStatus::Interrupted) {
+            row = read()?; // see `reread_interrupted`
+        }
+        match row {
             Some(row) => self.with_tags(conn, row),
             None => Err(self.not_found(DATASET_KIND, id.to_string())),
         }
@@ -303,6 +314,14 @@ impl Catalog {
             .collect::<rusqlite::Result<Vec<_>>>()
             .at(self.path())?;
         // Status is filtered after reading: `interrupted` is decided then.
+        let rows = rows
+            .into_iter()
+            .map(
+                |row| {
+                    if row.status == DatasetStatus::Interrupted { self.dataset_by_id(&conn, row.id) } else { Ok(row) }
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
         rows.into_iter()
             .filter(|row| filter.status.is_none_or(|s| s == row.status))
             .map(|row| self.with_tags(&conn, row))

@@ -84,7 +84,8 @@ const MIGRATIONS: &[&str] = &[
     // v2: one `artifacts` table for every stage's life (status, progress, parameters, the directory it
     // owns, tags, lineage); the stage tables keep only their typed records, keyed by the artifact's id.
     // v1's status CHECK constraint cannot be altered in place, so `datasets` and `tokenizations` are
-    // rebuilt. `migrate` turns foreign keys off around every migration: inside a transaction
+    // rebuilt. Only ready datasets keep a record (as in v2, where a record is written at commit); the
+    // others keep their name, status, error and where they came from. `migrate` turns foreign keys off around every migration: inside a transaction
     // `PRAGMA foreign_keys = OFF` is ignored, and dropping v1's `datasets` would cascade to its tags and
     // tokenizations. Dataset ids are kept; tokenizations are numbered after the datasets; ids are never
     // reused (AUTOINCREMENT), so an id in a report or a lineage names one artifact forever. v1's
@@ -121,6 +122,8 @@ const MIGRATIONS: &[&str] = &[
         SELECT id, 'dataset', name, status,
                CASE WHEN source = 'local' AND artifact_path IS NULL
                     THEN json_object('origin', 'local', 'mode', 'add', 'source', json(spec))
+                    WHEN source = 'local' THEN json_object('origin', 'local', 'mode', 'import')
+                    WHEN repo_id IS NOT NULL THEN json_object('origin', source, 'repo', repo_id)
                     ELSE json_object('origin', source) END,
                artifact_path, error,
                COALESCE(json_extract(metadata, '$.saekit_version'), 'unknown'), created_at, updated_at
@@ -148,7 +151,8 @@ const MIGRATIONS: &[&str] = &[
         fingerprint TEXT
     );
     INSERT INTO datasets_v2 (id, source, repo_id, spec, paths, metadata, num_rows, num_bytes)
-        SELECT id, source, repo_id, spec, paths, metadata, num_rows, num_bytes FROM datasets;
+        SELECT id, source, repo_id, spec, paths, metadata, num_rows, num_bytes FROM datasets
+        WHERE status = 'ready';
     CREATE TABLE tokenizations_v2 (
         id             INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
         tokenizer      TEXT NOT NULL,

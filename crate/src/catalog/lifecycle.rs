@@ -173,6 +173,13 @@ impl Workspace {
                 ..Default::default()
             };
             catalog.update_artifact_in(tx, id, &update)?;
+            // Nothing of the dead attempt is kept: its directory (if any) becomes an orphan that the next
+            // `recover` removes, and this saekit is the one making it now.
+            tx.execute(
+                "UPDATE artifacts SET path = NULL, saekit_version = ?1 WHERE id = ?2",
+                rusqlite::params![crate::VERSION, id],
+            )
+            .map_err(|source| Error::Catalog { path: catalog.path().to_path_buf(), source })?;
             catalog.set_parents_in(tx, id, &plan.parents)?;
             Ok(Started::TookOver(id))
         })?;

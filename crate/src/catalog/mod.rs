@@ -139,7 +139,21 @@ impl Workspace {
                 self.delete_dataset(name)?;
                 if import { self.import_dataset(name, source) } else { self.add_dataset(name, source) }
             }
-            _ => self.add_dataset(name, source),
+            _ => match self.add_dataset(name, source) {
+                // Another kernel running the same cell made it first: the same question again.
+                Err(Error::AlreadyExists { .. }) => {
+                    let dataset = self.dataset(name)?;
+                    if dataset.was_made_from(source)? {
+                        Ok(dataset)
+                    } else {
+                        Err(Error::InvalidArgument(format!(
+                            "dataset `{name}` was just registered by another process from other files; \
+                             run this again to register it from these"
+                        )))
+                    }
+                }
+                other => other,
+            },
         }
     }
 
@@ -176,19 +190,30 @@ impl Workspace {
     /// are left alone. A dataset that something was made from (a tokenization) is [`Error::InUse`],
     /// naming those; [`Workspace::delete_dataset_cascade`] deletes them too.
     pub fn delete_dataset(&self, name: &str) -> Result<()> {
-        self.remove_owned(self.catalog().delete_dataset(name, false)?)
+        self.delete_artifact(&self.catalog().dataset(name)?.id, false)
     }
 
     /// Deletes a dataset and everything made from it (tokenizations, and what was made from those).
     pub fn delete_dataset_cascade(&self, name: &str) -> Result<()> {
-        self.remove_owned(self.catalog().delete_dataset(name, true)?)
+        self.delete_artifact(&self.catalog().dataset(name)?.id, true)
     }
 
-    /// Deletes any artifact (by id), refusing one that others were made from unless `cascade`.
+    /// Deletes any artifact (by id), refusing one that others were made from unless `cascade`. Nothing
+    /// that a live process is making (or reading as it makes something from it) is deleted: each victim's
+    /// claim is taken first, so that is [`Error::Busy`].
     pub fn delete_artifact(&self, artifact: &impl Artifact, cascade: bool) -> Result<()> {
-        let owned = self
-            .catalog()
-            .with_write_tx(|tx| self.catalog().delete_artifact_in(tx, artifact.artifact_id(), cascade))?;
+        let catalog = self.catalog();
+        let id = artifact.artifact_id();
+        let (row, descendants) =
+            catalog.with_conn(|conn| Ok((catalog.artifact_in(conn, id)?, catalog.descendants_in(conn, id)?)))?;
+        let mut claims = vec![lifecycle::NameLock::acquire(self.root(), &row.kind, &row.name)?];
+        if cascade {
+            for d in &descendants {
+                claims.push(lifecycle::NameLock::acquire(self.root(), &d.kind, &d.name)?);
+            }
+        }
+        let owned = catalog.with_write_tx(|tx| catalog.delete_artifact_in(tx, id, cascade))?;
+        drop(claims);
         self.remove_owned(owned)
     }
 

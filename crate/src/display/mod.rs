@@ -3,11 +3,12 @@
 //! report and GitHub's viewer all show something useful without JavaScript. This module knows how to
 //! draw tables, cards and charts; the stages decide what to draw.
 
+pub mod axis;
 mod chart;
 pub mod kernel;
 mod table;
 
-pub use chart::{Histogram, LineChart};
+pub use chart::{BarChart, ChartGrid, Histogram, LineChart, Scatter};
 pub use kernel::{LiveDisplay, clear_output, show, show_live};
 pub use table::{Card, Table};
 
@@ -132,16 +133,18 @@ pub fn bytes(n: u64) -> String {
 /// light and dark themes alike and in exported HTML.
 pub const STYLE: &str = r#"<style>
 .saekit { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: var(--jp-ui-font-size1, 13px);
-  color: var(--jp-ui-font-color1, var(--vscode-editor-foreground, inherit)); }
+  color: var(--jp-ui-font-color1, var(--vscode-editor-foreground, inherit)); max-width: 100%; overflow-x: auto; }
+.saekit svg { max-width: 100%; height: auto; }
 .saekit table { border-collapse: collapse; margin: 4px 0; }
 .saekit th, .saekit td { border-bottom: 1px solid var(--jp-border-color2, rgba(128, 128, 128, 0.35));
   padding: 3px 8px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
-.saekit th { color: var(--jp-ui-font-color2, inherit); opacity: 0.85; font-weight: 600; }
+.saekit th { color: var(--jp-ui-font-color2, inherit); opacity: 0.85; font-weight: 600; white-space: nowrap;
+  overflow-wrap: normal; }
 .saekit td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .saekit .title { font-weight: 600; font-size: 1.1em; margin: 2px 0 4px; }
 .saekit .muted { color: var(--jp-ui-font-color2, inherit); opacity: 0.85; }
 .saekit .badge { border-radius: 8px; padding: 0 6px; background: var(--jp-layout-color2, rgba(128, 128, 128, 0.2)); }
-.saekit .text { white-space: pre-wrap; max-width: 60em; }
+.saekit .text { white-space: pre-wrap; max-width: 60em; overflow-wrap: anywhere; }
 .saekit svg text { fill: currentColor; }
 </style>"#;
 

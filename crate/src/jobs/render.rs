@@ -31,16 +31,27 @@ fn clock(d: Duration) -> String {
     }
 }
 
-/// `name [phase] ████████░░░░ 67% 2.0 MiB / 3.0 MiB · 1.0 MiB/s · 0:02 left`
+/// `name [phase] ████████░░░░ 67% 2.0 MiB / 3.0 MiB · 1.0 MiB/s · 0:02 left`; a finished job shows its
+/// outcome (`[done]`, `[failed]`, `[cancelled]`) where the phase was.
 pub fn progress_line(p: &Progress) -> String {
-    let mut line = format!("{} [{}]", p.name, if p.phase.is_empty() { p.status.as_str() } else { &p.phase });
+    let label = if p.status.is_finished() || p.phase.is_empty() { p.status.as_str() } else { &p.phase };
+    let mut line = format!("{} [{label}]", p.name);
+    if let Some(f) = p.fraction() {
+        let filled = (f * 20.0).round() as usize;
+        line.push_str(&format!(" {}{}", "█".repeat(filled), "░".repeat(20 - filled)));
+    }
+    line.push_str(&progress_summary(p));
+    line
+}
+
+/// The numbers of [`progress_line`] without the name and the text bar (the HTML card draws its own):
+/// ` 67% 2.0 MiB / 3.0 MiB · 1.0 MiB/s · 0:02 left`.
+fn progress_summary(p: &Progress) -> String {
+    let mut line = String::new();
     match p.fraction() {
         Some(f) => {
-            let filled = (f * 20.0).round() as usize;
             line.push_str(&format!(
-                " {}{} {:>3.0}% {} / {}",
-                "█".repeat(filled),
-                "░".repeat(20 - filled),
+                " {:>3.0}% {} / {}",
                 f * 100.0,
                 amount(p.done, &p.unit),
                 amount(p.total.unwrap_or(0), &p.unit)
@@ -82,10 +93,11 @@ pub fn progress_html(p: &Progress) -> String {
         "{STYLE}<div class=\"saekit\"><div class=\"title\">{} <span class=\"badge\">{}</span></div>\
          <div style=\"width: 28em; height: 10px; border-radius: 5px; background: var(--jp-layout-color3, rgba(128, 128, 128, 0.3));\">\
          <div style=\"width: {percent:.1}%; height: 100%; border-radius: 5px; background: {color};\"></div></div>\
-         <div class=\"muted\">{}</div></div>",
+         <div class=\"muted\">{}{}</div></div>",
         escape(&p.name),
         p.status.as_str(),
-        escape(&progress_line(p))
+        if p.status.is_finished() || p.phase.is_empty() { String::new() } else { format!("{} · ", escape(&p.phase)) },
+        escape(progress_summary(p).trim_start())
     )
 }
 

@@ -109,7 +109,17 @@ fn progress_line_shows_bar_amounts_and_outcome() {
         "import [reading] █████░░░░░░░░░░░░░░░  25% 1.0 MiB / 4.0 MiB · 1.0 MiB/s · 0:03 left"
     );
     let done = Progress { status: JobStatus::Done, done: 4 << 20, elapsed: Duration::from_secs(4), ..p.clone() };
-    assert!(progress_line_for(&done).ends_with("100% 4.0 MiB / 4.0 MiB · 1.0 MiB/s · done in 0:04"));
+    assert_eq!(
+        progress_line_for(&done),
+        "import [done] ████████████████████ 100% 4.0 MiB / 4.0 MiB · 1.0 MiB/s · done in 0:04",
+        "a finished job shows its outcome, not the phase it was last in"
+    );
+    // The card draws its own bar: its text line has the numbers, without a second (text) bar.
+    let html = render::progress_bundle(&done).get("text/html").unwrap().to_string();
+    assert!(html.contains("100% 4.0 MiB / 4.0 MiB · 1.0 MiB/s · done in 0:04") && !html.contains('█'), "{html}");
+    assert!(!html.contains("reading"), "no stale phase: {html}");
+    let running = render::progress_bundle(&p).get("text/html").unwrap().to_string();
+    assert!(running.contains("reading · 25% 1.0 MiB"), "{running}");
 }
 
 fn progress_line_for(p: &Progress) -> String {

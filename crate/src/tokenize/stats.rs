@@ -225,8 +225,8 @@ impl TokenStats {
 
     /// Rank against frequency, both on log scales (Zipf's law is a straight line).
     pub fn rank_frequency_chart(&self) -> LineChart {
-        let points = self.rank_frequency.iter().map(|&(r, n)| ((r as f64).log10(), n as f64)).collect();
-        LineChart::new("Rank / frequency", "log10 rank", "count").series("tokens", points).log_y(true)
+        let points = self.rank_frequency.iter().map(|&(r, n)| (r as f64, n as f64)).collect();
+        LineChart::new("Rank / frequency", "rank", "count").series("tokens", points).log_x(true).log_y(true)
     }
 }
 

@@ -199,8 +199,8 @@ pub fn tokenization_by_name_in(catalog: &Catalog, conn: &Connection, name_or_id:
     match conn.query_row(&sql, [name_or_id], |r| from_row(catalog, r)) {
         Ok(row) => Ok(row),
         Err(rusqlite::Error::QueryReturnedNoRows) => match name_or_id.parse::<i64>() {
-            Ok(id) => tokenization_in(catalog, conn, id),
-            Err(_) => Err(not_found(catalog, name_or_id.to_string())),
+            Ok(id) if name_or_id.bytes().all(|b| b.is_ascii_digit()) => tokenization_in(catalog, conn, id),
+            _ => Err(not_found(catalog, name_or_id.to_string())),
         },
         Err(e) => at(catalog, Err(e)),
     }

@@ -76,7 +76,14 @@ impl Request for Tokenize {
         let info = self.tokenizer.info();
         // One made under another name (by hand, or by saekit before names said what was asked) counts too.
         let made = ws.catalog().with_conn(|conn| tokenizations_of(ws.catalog(), conn, dataset.id()))?;
-        if let Some(row) = made.into_iter().find(|t| t.tokenizer_hash == info.hash && t.params == self.params) {
+        // Compared as stored (not as read back with defaults filled in), so an unreadable or older record
+        // is never taken for this request.
+        let wanted = serde_json::to_value(&self.params).unwrap_or_default();
+        let same = |t: &TokenizationRow| {
+            t.tokenizer_hash == info.hash
+                && ws.catalog().artifact(t.id).is_ok_and(|a| a.params.get("params") == Some(&wanted))
+        };
+        if let Some(row) = made.into_iter().find(same) {
             let tokenization = Tokenization::from_row(row);
             let _ = tokenization.tokenizer.set(self.tokenizer.clone());
             return Ok(tokenization);
