@@ -182,14 +182,14 @@ def test_exported_quickstart_fits_its_page(executed, tmp_path):
     out = tmp_path / "quickstart.html"
     export_html(nb, out, "quickstart")
     # A probe, added to this copy only (the report itself has no script): the page's own horizontal
-    # overflow, and every element that sticks out of the page without a scrolling box around it.
+    # overflow, and every element of an output that sticks out of the page (where a box around it would
+    # cut it off or make the reader scroll), tables and chart grids excepted.
     probe = """<script>window.addEventListener('load', () => {
       const page = document.documentElement.clientWidth;
-      const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) {
-        const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; }
-        return false; };
-      const wide = [...document.body.querySelectorAll('*')]
-        .filter(e => e.getBoundingClientRect().right > page + 1 && !scrolls(e))
+      // Tables and chart grids may be wider than the page: they scroll inside their own box.
+      const mayScroll = e => !!e.closest('table, .grid');
+      const wide = [...document.querySelectorAll('.jp-OutputArea-output *, .jp-OutputArea-output')]
+        .filter(e => e.getBoundingClientRect().right > page + 1 && !mayScroll(e))
         .map(e => e.tagName + '.' + e.className + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8);
       document.title = 'WIDTH ' + JSON.stringify({page, scroll: document.documentElement.scrollWidth, wide});
     });</script></body>"""
