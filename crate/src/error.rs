@@ -173,31 +173,11 @@ pub const TOKEN_HELP: &str = "Give a token (from https://huggingface.co/settings
     variable, or in the token file ($HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token, as \
     `huggingface-cli login` writes it), or with `Hub::with_token`";
 
-/// Formats a count with thousands separators: 12345 → "12,345".
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub use crate::units::count;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_have_thousands_separators() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1000), "1,000");
-        assert_eq!(count(12345), "12,345");
-        assert_eq!(count(1234567), "1,234,567");
-    }
 
     #[test]
     fn json_error_names_file_and_line() {

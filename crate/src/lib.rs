@@ -19,6 +19,7 @@ pub mod report;
 pub mod sources;
 pub mod stats;
 pub mod tokenize;
+pub mod units;
 
 pub use catalog::{Dataset, DatasetStatus, Workspace};
 pub use error::{Error, Result};

@@ -479,34 +479,10 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// Formats `time` as RFC 3339 UTC with milliseconds; times before 1970 are clamped to the epoch.
 pub(crate) fn format_rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    let time: chrono::DateTime<chrono::Utc> = time.max(UNIX_EPOCH).into();
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// A catalog in a fresh temporary workspace folder, for the catalog modules' tests.
 #[cfg(test)]
 pub(crate) fn open_temp() -> (tempfile::TempDir, Catalog) {
     let dir = tempfile::tempdir().expect("tempdir");

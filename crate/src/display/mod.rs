@@ -116,17 +116,7 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// Bytes in human units: 1536 → "1.5 KiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
+pub use crate::units::bytes;
 
 /// The stylesheet every saekit HTML fragment relies on: JupyterLab's theme variables first, then VS
 /// Code's, then the surrounding page's own colours (`inherit`, translucent greys), so it looks at home in
@@ -163,13 +153,6 @@ mod tests {
     fn truncate_counts_characters() {
         assert_eq!(truncate("héllo", 3), "hél…");
         assert_eq!(truncate("hi", 3), "hi");
-    }
-
-    #[test]
-    fn bytes_in_human_units() {
-        assert_eq!(bytes(10), "10 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

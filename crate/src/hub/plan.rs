@@ -81,7 +81,7 @@ pub(super) fn info(repo: &HubRepo) -> Result<DatasetRepo> {
                 match repo.clone().revision(&commit).file_with("README.md", &ctx) {
                     Ok(readme) => {
                         let text = std::fs::read_to_string(&readme).map_err(|e| Error::io(&readme, e))?;
-                        yaml::card_header(&text)
+                        yaml::card_header(&readme, &text)?
                     }
                     Err(Error::NeedsToken { .. }) => None,
                     Err(e) => return Err(e),
@@ -155,11 +155,13 @@ fn offline_info(repo: &HubRepo) -> Result<DatasetRepo> {
         .into_iter()
         .map(|(path, size)| RepoFile { path, size: Some(size), sha256: None, blob_id: None })
         .collect();
-    let card = cache
-        .snapshot_path(repo, &commit, "README.md")
-        .ok()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| yaml::card_header(&text));
+    let card = match cache.snapshot_path(repo, &commit, "README.md").ok() {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) => yaml::card_header(&path, &text)?,
+            Err(_) => None,
+        },
+        None => None,
+    };
     let configs = if repo.kind == RepoKind::Dataset { layout::configs(&files, card.as_ref()) } else { Vec::new() };
     Ok(DatasetRepo {
         id: repo.id.clone(),

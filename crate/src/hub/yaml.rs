@@ -1,194 +1,69 @@
-//! Just enough YAML for a dataset card's header (`---` … `---` at the top of README.md): block mappings
-//! and sequences, plain and quoted scalars, flow lists, comments. Enough for the `configs:` section; what
-//! it cannot read it skips rather than guesses.
+//! A dataset card's YAML header (`---` … `---` at the top of README.md), read with a maintained YAML 1.2
+//! parser (`yaml-rust2`: anchors and aliases, block scalars, flow collections, quoted keys, comments) into
+//! JSON values, which is how the Hub's API serves the same header (`cardData`). A header that is not
+//! valid YAML is an error naming the file and the line, never a silently partial reading.
+
+use std::path::Path;
 
 use serde_json::{Map, Value};
+use yaml_rust2::{Yaml, YamlLoader};
 
-/// The YAML header of a dataset card, parsed; `None` when there is none.
-pub fn card_header(readme: &str) -> Option<Value> {
+use crate::error::{Error, Result};
+
+/// The YAML header of the dataset card `readme` (read from `path`, which errors name), parsed; `None`
+/// when the card has no header.
+pub fn card_header(path: &Path, readme: &str) -> Result<Option<Value>> {
     let text = readme.strip_prefix('\u{feff}').unwrap_or(readme);
     let mut lines = text.lines();
-    if lines.next()?.trim_end() != "---" {
-        return None;
+    if lines.next().map(str::trim_end) != Some("---") {
+        return Ok(None);
     }
     let body: Vec<&str> = lines.take_while(|l| l.trim_end() != "---").collect();
-    Some(parse(&body.join("\n")))
+    parse(&body.join("\n")).map(Some).map_err(|message| {
+        // The header starts on the card's second line.
+        Error::format(path, format!("the YAML header of this dataset card: {message}"))
+    })
 }
 
-/// Parses a YAML document of the supported subset.
-pub fn parse(text: &str) -> Value {
-    let mut lines: Vec<(usize, String)> = text
-        .lines()
-        .map(|l| {
-            let content = strip_comment(l);
-            (l.len() - l.trim_start().len(), content.trim().to_string())
-        })
-        .filter(|(_, c)| !c.is_empty())
-        .collect();
-    let mut i = 0;
-    if lines.is_empty() {
-        return Value::Null;
-    }
-    let indent = lines[0].0;
-    block(&mut lines, &mut i, indent)
+/// Parses one YAML document into JSON (`Null` for an empty one); the error says where it went wrong, with
+/// lines counted in `text`.
+pub fn parse(text: &str) -> std::result::Result<Value, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| {
+        let at = e.marker();
+        format!("line {} (of the header), column {}: {}", at.line() + 1, at.col() + 1, e.info())
+    })?;
+    Ok(docs.into_iter().next().map(to_json).unwrap_or(Value::Null))
 }
 
-fn strip_comment(line: &str) -> &str {
-    let (mut single, mut double) = (false, false);
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\'' if !double => single = !single,
-            b'"' if !single => double = !double,
-            b'#' if !single && !double && (i == 0 || bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') => {
-                return &line[..i];
-            }
-            _ => {}
+fn to_json(yaml: Yaml) -> Value {
+    match yaml {
+        Yaml::Null | Yaml::BadValue => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::from(i),
+        // Kept as the number it spells where JSON can hold it, else as its text.
+        Yaml::Real(text) => {
+            text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::String(text), Value::Number)
         }
-    }
-    line
-}
-
-fn is_item(content: &str) -> bool {
-    content == "-" || content.starts_with("- ")
-}
-
-fn block(lines: &mut [(usize, String)], i: &mut usize, indent: usize) -> Value {
-    if *i < lines.len() && is_item(&lines[*i].1) { sequence(lines, i, indent) } else { mapping(lines, i, indent) }
-}
-
-fn sequence(lines: &mut [(usize, String)], i: &mut usize, indent: usize) -> Value {
-    let mut items = Vec::new();
-    while *i < lines.len() && lines[*i].0 == indent && is_item(&lines[*i].1) {
-        let rest = lines[*i].1[1..].trim_start().to_string();
-        if rest.is_empty() {
-            *i += 1;
-            let value = match lines.get(*i) {
-                Some((child, _)) if *child > indent => {
-                    let child = *child;
-                    block(lines, i, child)
-                }
-                _ => Value::Null,
-            };
-            items.push(value);
-        } else if is_item(&rest) || split_key(&rest).is_some() {
-            // `- key: value` opens a mapping (or `- - x` a sequence) indented past the dash.
-            let child = indent + (lines[*i].1.len() - rest.len());
-            lines[*i] = (child, rest);
-            items.push(block(lines, i, child));
-        } else {
-            items.push(scalar(&rest));
-            *i += 1;
-        }
-    }
-    Value::Array(items)
-}
-
-fn mapping(lines: &mut [(usize, String)], i: &mut usize, indent: usize) -> Value {
-    let mut map = Map::new();
-    while *i < lines.len() && lines[*i].0 == indent && !is_item(&lines[*i].1) {
-        let Some((key, rest)) = split_key(&lines[*i].1) else {
-            *i += 1; // not a mapping entry: skip it
-            continue;
-        };
-        *i += 1;
-        let value = if !rest.is_empty() {
-            scalar(&rest)
-        } else {
-            match lines.get(*i) {
-                Some((child, _)) if *child > indent => {
-                    let child = *child;
-                    block(lines, i, child)
-                }
-                // A sequence may sit at the key's own indentation.
-                Some((child, content)) if *child == indent && is_item(content) => sequence(lines, i, indent),
-                _ => Value::Null,
+        Yaml::String(s) => Value::String(s),
+        Yaml::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Yaml::Hash(hash) => {
+            let mut map = Map::new();
+            for (key, value) in hash {
+                let key = match key {
+                    Yaml::String(s) => s,
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Real(r) => r,
+                    Yaml::Boolean(b) => b.to_string(),
+                    Yaml::Null => "null".to_string(),
+                    other => format!("{other:?}"),
+                };
+                map.insert(key, to_json(value));
             }
-        };
-        map.insert(key, value);
-    }
-    // Lines indented deeper than expected (a shape this parser does not know) are skipped.
-    while *i < lines.len() && lines[*i].0 > indent {
-        *i += 1;
-    }
-    Value::Object(map)
-}
-
-/// `key: value` or `key:` → (key, value text), outside quotes and flow brackets.
-fn split_key(content: &str) -> Option<(String, String)> {
-    let (mut single, mut double, mut depth) = (false, false, 0i32);
-    let bytes = content.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\'' if !double => single = !single,
-            b'"' if !single => double = !double,
-            b'[' | b'{' if !single && !double => depth += 1,
-            b']' | b'}' if !single && !double => depth -= 1,
-            b':' if !single && !double && depth == 0 && (i + 1 == bytes.len() || bytes[i + 1] == b' ') => {
-                let key = unquote(content[..i].trim());
-                return Some((key, content[i + 1..].trim().to_string()));
-            }
-            _ => {}
+            Value::Object(map)
         }
+        // The loader resolves aliases to the values their anchors name.
+        Yaml::Alias(_) => Value::Null,
     }
-    None
-}
-
-fn unquote(text: &str) -> String {
-    let t = text.trim();
-    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
-        t[1..t.len() - 1].replace("\\\"", "\"").replace("\\\\", "\\")
-    } else if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') {
-        t[1..t.len() - 1].replace("''", "'")
-    } else {
-        t.to_string()
-    }
-}
-
-fn scalar(text: &str) -> Value {
-    let t = text.trim();
-    if t.starts_with('[') && t.ends_with(']') {
-        return Value::Array(split_flow(&t[1..t.len() - 1]).iter().map(|s| scalar(s)).collect());
-    }
-    if t.starts_with('{') && t.ends_with('}') {
-        let mut map = Map::new();
-        for entry in split_flow(&t[1..t.len() - 1]) {
-            if let Some((k, v)) = split_key(&entry) {
-                map.insert(k, scalar(&v));
-            }
-        }
-        return Value::Object(map);
-    }
-    let quoted = t.starts_with('"') || t.starts_with('\'');
-    match t {
-        "true" | "True" | "TRUE" if !quoted => Value::Bool(true),
-        "false" | "False" | "FALSE" if !quoted => Value::Bool(false),
-        "null" | "~" if !quoted => Value::Null,
-        _ => Value::String(unquote(t)),
-    }
-}
-
-fn split_flow(text: &str) -> Vec<String> {
-    let (mut parts, mut current) = (Vec::new(), String::new());
-    let (mut single, mut double, mut depth) = (false, false, 0i32);
-    for c in text.chars() {
-        match c {
-            '\'' if !double => single = !single,
-            '"' if !single => double = !double,
-            '[' | '{' if !single && !double => depth += 1,
-            ']' | '}' if !single && !double => depth -= 1,
-            ',' if !single && !double && depth == 0 => {
-                parts.push(std::mem::take(&mut current).trim().to_string());
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    if !current.trim().is_empty() {
-        parts.push(current.trim().to_string());
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -196,13 +71,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn header(card: &str) -> Value {
+        card_header(Path::new("README.md"), card).unwrap().unwrap()
+    }
+
     #[test]
     fn reads_a_dataset_card_configs_section() {
         let card = "---\nlicense: mit # a comment\ndataset_info:\n  features:\n  - name: text\n    dtype: string\n\
 configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"data/train-*\"\n  - split: test\n    \
 path: data/test-*\n- config_name: 'fr'\n  data_files: fr/*.jsonl\n  default: true\n- config_name: two\n  \
 data_files:\n    - split: train\n      path: [a/*.csv, \"b/*.csv\"]\n---\n# Title\n";
-        let header = card_header(card).unwrap();
+        let header = header(card);
         assert_eq!(header["license"], json!("mit"));
         assert_eq!(header["dataset_info"]["features"][0]["dtype"], json!("string"));
         let configs = &header["configs"];
@@ -213,7 +92,53 @@ data_files:\n    - split: train\n      path: [a/*.csv, \"b/*.csv\"]\n---\n# Titl
     }
 
     #[test]
-    fn no_header_is_none() {
-        assert_eq!(card_header("# Just a title\n"), None);
+    fn real_card_shapes_anchors_block_scalars_maps_and_quoted_keys() {
+        let card = r#"---
+pretty_name: "Tiny: a test set"
+description: |
+  Two lines
+  of description.
+summary: >
+  folded
+  text
+defaults: &files
+  - split: train
+    path: "data/train-*.parquet"
+  - split: test
+    path: data/test-*.parquet
+configs:
+  - config_name: default
+    data_files: *files
+  - config_name: "en"      # quoted
+    data_files:
+      train: en/train/*.jsonl
+      validation: [en/val-*.jsonl, en/dev-*.jsonl]
+  - config_name: raw
+    data_files: raw/*.txt
+"size categories": ["1K<n<10K"]
+version: 1.0
+---
+"#;
+        let header = header(card);
+        assert_eq!(header["description"], json!("Two lines\nof description.\n"));
+        assert_eq!(header["summary"], json!("folded text\n"));
+        assert_eq!(header["pretty_name"], json!("Tiny: a test set"));
+        // The alias is the anchored list itself, not the text "*files".
+        assert_eq!(header["configs"][0]["data_files"], header["defaults"]);
+        assert_eq!(header["configs"][0]["data_files"][1]["path"], json!("data/test-*.parquet"));
+        assert_eq!(header["configs"][1]["config_name"], json!("en"));
+        assert_eq!(header["configs"][1]["data_files"]["validation"], json!(["en/val-*.jsonl", "en/dev-*.jsonl"]));
+        assert_eq!(header["configs"][2]["data_files"], json!("raw/*.txt"));
+        assert_eq!(header["size categories"], json!(["1K<n<10K"]));
+        assert_eq!(header["version"], json!(1.0));
+    }
+
+    #[test]
+    fn no_header_is_none_and_a_broken_one_is_an_error_naming_the_file_and_line() {
+        assert_eq!(card_header(Path::new("README.md"), "# Just a title\n").unwrap(), None);
+        let err = card_header(Path::new("cards/README.md"), "---\nconfigs:\n- config_name: a\n  data_files: [x\n---\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cards/README.md: the YAML header of this dataset card: line "), "{err}");
     }
 }
