@@ -106,8 +106,8 @@ fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
     });
     std::fs::write(dir.join("kernel.json"), serde_json::to_string_pretty(&spec)? + "\n")?;
     std::fs::write(dir.join("logo-svg.svg"), LOGO_SVG)?;
-    std::fs::write(dir.join("logo-32x32.png"), logo_png(32))?;
-    std::fs::write(dir.join("logo-64x64.png"), logo_png(64))?;
+    std::fs::write(dir.join("logo-32x32.png"), LOGO_32)?;
+    std::fs::write(dir.join("logo-64x64.png"), LOGO_64)?;
     Ok(())
 }
 
@@ -153,94 +153,25 @@ pub fn prebuild() -> Result<PathBuf> {
 
 const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" rx="12" fill="#b7410e"/><g fill="#fff"><rect x="12" y="40" width="8" height="12"/><rect x="24" y="30" width="8" height="22"/><rect x="36" y="20" width="8" height="32"/><rect x="48" y="12" width="6" height="40"/></g></svg>"##;
 
-/// The logo as a PNG: rust-coloured tile with rising white bars (a histogram), drawn here.
-fn logo_png(size: u32) -> Vec<u8> {
-    let scale = size as f32 / 64.0;
-    let bars = [(12.0, 40.0, 8.0), (24.0, 30.0, 8.0), (36.0, 20.0, 8.0), (48.0, 12.0, 6.0)];
-    let mut raw = Vec::with_capacity((size * (size * 4 + 1)) as usize);
-    for y in 0..size {
-        raw.push(0); // filter: none
-        for x in 0..size {
-            let (fx, fy) = (x as f32 / scale, y as f32 / scale);
-            let bar = bars.iter().any(|&(bx, by, w)| fx >= bx && fx < bx + w && fy >= by && fy < 52.0);
-            let corner = {
-                let r = 12.0;
-                let cx = fx.clamp(r, 64.0 - r);
-                let cy = fy.clamp(r, 64.0 - r);
-                (fx - cx).powi(2) + (fy - cy).powi(2) > r * r
-            };
-            let px = if corner {
-                [0, 0, 0, 0]
-            } else if bar {
-                [255, 255, 255, 255]
-            } else {
-                [0xb7, 0x41, 0x0e, 255]
-            };
-            raw.extend_from_slice(&px);
-        }
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&size.to_be_bytes());
-    ihdr.extend_from_slice(&size.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &zlib_stored(&raw));
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = png.len();
-    png.extend_from_slice(kind);
-    png.extend_from_slice(data);
-    let crc = crc32(&png[start..]);
-    png.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// A zlib stream of uncompressed ("stored") deflate blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = data.chunks(65535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        out.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in data {
-        a = (a + byte as u32) % 65521;
-        b = (b + a) % 65521;
-    }
-    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
+/// The kernel's logos (drawn once by `scripts/make_logos.py`).
+const LOGO_32: &[u8] = include_bytes!("../logo/logo-32x32.png");
+const LOGO_64: &[u8] = include_bytes!("../logo/logo-64x64.png");
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn crc_and_png_header() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        let png = logo_png(32);
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(&png[12..16], b"IHDR");
-        assert!(png.ends_with(&[0xae, 0x42, 0x60, 0x82])); // IEND's CRC
+    fn logos_are_pngs_of_their_size() {
+        for (png, size) in [(LOGO_32, 32u32), (LOGO_64, 64)] {
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+            assert_eq!(&png[12..16], b"IHDR");
+            let (w, h) = (
+                u32::from_be_bytes(png[16..20].try_into().unwrap()),
+                u32::from_be_bytes(png[20..24].try_into().unwrap()),
+            );
+            assert_eq!((w, h), (size, size));
+        }
     }
 
     #[test]
