@@ -29,6 +29,18 @@ pub fn hf_home() -> Result<PathBuf> {
 }
 
 impl HubCache {
+    /// Bytes an interrupted download of blob `etag` left behind (ours `.part`, `huggingface_hub`'s
+    /// `.incomplete`).
+    pub(super) fn partial_len(&self, repo: &HubRepo, etag: &str) -> u64 {
+        let blob = self.blob_path(repo, etag);
+        ["part", "incomplete"]
+            .iter()
+            .filter_map(|ext| std::fs::metadata(with_suffix(&blob, ext)).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn new(root: impl Into<PathBuf>) -> HubCache {
         HubCache { root: root.into() }
     }
@@ -182,4 +194,12 @@ pub fn free_space(path: &Path) -> Result<u64> {
     {
         Ok(u64::MAX)
     }
+}
+
+/// `path` with `.suffix` added to its file name (a blob's `.part` or `.incomplete` sibling).
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
 }

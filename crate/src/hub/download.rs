@@ -10,31 +10,14 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::cache::with_suffix;
 use super::plan::{DownloadPlan, PlanFile};
-use super::{HubCache, HubRepo, client};
+use super::{HubRepo, client};
 use crate::display::bytes;
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
 
 const CHUNK: usize = 1 << 20;
-
-/// Bytes an interrupted download of blob `etag` left behind (ours `.part`, `huggingface_hub`'s `.incomplete`).
-pub(super) fn partial_len(cache: &HubCache, repo: &HubRepo, etag: &str) -> u64 {
-    let blob = cache.blob_path(repo, etag);
-    ["part", "incomplete"]
-        .iter()
-        .filter_map(|ext| std::fs::metadata(with_suffix(&blob, ext)).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0)
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".");
-    name.push(suffix);
-    path.with_file_name(name)
-}
 
 /// Downloads every file of the plan; returns their snapshot paths in plan order.
 pub(super) fn run(plan: &DownloadPlan, ctx: &JobContext) -> Result<Vec<PathBuf>> {

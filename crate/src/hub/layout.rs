@@ -6,8 +6,27 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::plan::RepoFile;
 use crate::sources::Format;
+
+/// A file of a repository as the Hub lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepoFile {
+    /// Path inside the repository.
+    pub path: String,
+    /// Size in bytes, when the Hub gave it (`blobs=true`) or the cache has the file.
+    pub size: Option<u64>,
+    /// The SHA-256 of the content, for files stored with LFS (their ETag).
+    pub sha256: Option<String>,
+    /// The git blob id, for files stored in git (their ETag).
+    pub blob_id: Option<String>,
+}
+
+impl RepoFile {
+    /// The name of the file's blob in the cache, when known before asking the Hub.
+    pub fn etag(&self) -> Option<&str> {
+        self.sha256.as_deref().or(self.blob_id.as_deref())
+    }
+}
 
 /// One config of a dataset: its splits, and whether it is the one used when none is named.
 #[derive(Debug, Clone, PartialEq, Serialize)]

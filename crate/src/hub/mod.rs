@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cache::HubCache;
-pub use layout::{ConfigInfo, SplitInfo};
-pub use plan::{DatasetRepo, DownloadPlan, PlanFile, RepoFile, Selection};
+pub use layout::{ConfigInfo, RepoFile, SplitInfo};
+pub use plan::{DatasetRepo, DownloadPlan, PlanFile, Selection};
 pub use token::{Token, TokenOrigin};
 
 use crate::error::{Error, Result};

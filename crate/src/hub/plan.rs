@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::layout::{self, ConfigInfo};
+use super::layout::{self, ConfigInfo, RepoFile};
 use super::{HubRepo, RepoKind, client, yaml};
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
@@ -15,26 +15,6 @@ use crate::sources::TextField;
 
 /// The revision of the Hub's automatic Parquet conversion of a dataset.
 pub const PARQUET_CONVERSION: &str = "refs/convert/parquet";
-
-/// A file of a repository as the Hub lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RepoFile {
-    /// Path inside the repository.
-    pub path: String,
-    /// Size in bytes, when the Hub gave it (`blobs=true`) or the cache has the file.
-    pub size: Option<u64>,
-    /// The SHA-256 of the content, for files stored with LFS (their ETag).
-    pub sha256: Option<String>,
-    /// The git blob id, for files stored in git (their ETag).
-    pub blob_id: Option<String>,
-}
-
-impl RepoFile {
-    /// The name of the file's blob in the cache, when known before asking the Hub.
-    pub fn etag(&self) -> Option<&str> {
-        self.sha256.as_deref().or(self.blob_id.as_deref())
-    }
-}
 
 /// A repository at a commit: files, and for datasets the configs and splits (also when read from the cache
 /// in offline mode).
@@ -304,7 +284,7 @@ impl PlanFile {
             .and_then(|p| std::fs::metadata(p).ok())
             .is_some_and(|m| m.is_file() && file.size.is_none_or(|s| s == m.len()));
         let partial = match file.etag() {
-            Some(etag) if !cached => super::download::partial_len(cache, repo, etag),
+            Some(etag) if !cached => cache.partial_len(repo, etag),
             _ => 0,
         };
         PlanFile {
