@@ -418,6 +418,11 @@ impl Catalog {
         if changed == 0 {
             return Err(self.not_found("artifact", id.to_string()));
         }
+        self.replace_tags_in(tx, id, tags)
+    }
+
+    /// Replaces the tags of artifact `id` without touching the row (for a row being inserted).
+    pub(crate) fn replace_tags_in(&self, tx: &Transaction, id: i64, tags: &[String]) -> Result<()> {
         tx.execute("DELETE FROM artifact_tags WHERE artifact_id = ?1", [id]).at(self.path())?;
         let tags: BTreeSet<&str> = tags.iter().map(String::as_str).collect();
         if tags.contains("") {

@@ -201,7 +201,7 @@ impl Catalog {
             fingerprint: None,
         };
         record.write_in(self, tx, artifact.id)?;
-        self.set_tags_in(tx, artifact.id, &new.tags)?;
+        self.replace_tags_in(tx, artifact.id, &new.tags)?;
         self.dataset_by_id(tx, artifact.id)
     }
 

@@ -2,216 +2,42 @@
 //! as a stream of Arrow record batches in bounded memory. A [`Source`] is several files (paths, folders or
 //! globs) of one format, with a mapping that says where each document's text comes from; everything else
 //! is kept as metadata.
+//!
+//! Rooms: `spec` (what a source is, as data: formats, text mapping, error policy), `resolve` (paths,
+//! folders and globs to files), `read` (the batch iterator, read options, counters and report), one
+//! module per format (`jsonl`, `csv`, `parquet`, `text_files`, `open` for compression), `documents`
+//! (batches to documents with their text), `schema` and `render` (views); this file holds the builder.
+//! A source made of sources (a mix) plugs in beside `read`.
 
 mod csv;
 mod documents;
 mod jsonl;
 mod open;
 mod parquet;
+mod read;
 mod render;
+mod resolve;
 mod schema;
+mod spec;
 mod text_files;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use serde::{Deserialize, Serialize};
 
 pub use documents::Documents;
 pub use open::Compression;
+pub use read::{Batches, Counters, Locations, RawBatch, ReadOptions, ReadReport};
 pub use render::Sample;
 pub use schema::{ColumnView, SchemaView};
+pub use spec::{Format, OnError, SourceSpec, TextField};
 
-use crate::error::{Error, Result, count};
+use resolve::resolve;
+use spec::{default_batch_rows, default_infer_rows};
 
-/// The file formats saekit reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// One JSON object per line.
-    Jsonl,
-    /// Comma-separated values with a header line.
-    Csv,
-    /// Apache Parquet.
-    Parquet,
-    /// One document per `.txt`/`.md` file.
-    Text,
-}
-
-impl Format {
-    /// Guesses the format from a file name, looking through a `.gz`/`.zst` suffix.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = [".gz", ".gzip", ".zst", ".zstd"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
-        let ext = name.rsplit_once('.')?.1;
-        Some(match ext {
-            "jsonl" | "ndjson" | "json" => Format::Jsonl,
-            "csv" => Format::Csv,
-            "parquet" | "pq" => Format::Parquet,
-            e if text_files::TEXT_EXTENSIONS.contains(&e) => Format::Text,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Format::Jsonl => "jsonl",
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
-            Format::Text => "text",
-        }
-    }
-}
-
-/// What to do with a record that cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Stop at the first bad record with an error that says where it is (the default).
-    #[default]
-    Fail,
-    /// Skip bad records (and unreadable files), counting them in the [`ReadReport`].
-    Skip,
-}
-
-/// Where each document's text comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TextField {
-    /// One column holds the text.
-    Column(String),
-    /// A template joins fields: `"{instruction}\n\n{output}"`; `{{` and `}}` are literal braces.
-    Template(String),
-}
-
-impl Default for TextField {
-    fn default() -> Self {
-        TextField::Column("text".into())
-    }
-}
-
-/// Everything needed to open a source again: what the catalog stores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceSpec {
-    /// Files, folders or glob patterns (absolute).
-    pub paths: Vec<String>,
-    /// The format; `None` guesses it from the file names.
-    #[serde(default)]
-    pub format: Option<Format>,
-    #[serde(default)]
-    pub text: TextField,
-    #[serde(default)]
-    pub on_error: OnError,
-    /// Records per file sampled to infer JSONL and CSV column types.
-    #[serde(default = "default_infer_rows")]
-    pub infer_rows: usize,
-    /// Rows per record batch.
-    #[serde(default = "default_batch_rows")]
-    pub batch_rows: usize,
-}
-
-fn default_infer_rows() -> usize {
-    1000
-}
-
-fn default_batch_rows() -> usize {
-    4096
-}
-
-/// Counts shared between a reader and whoever watches it.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// On-disk (compressed) bytes consumed.
-    pub bytes: Arc<AtomicU64>,
-    records: AtomicU64,
-    skipped: AtomicU64,
-    errors: Mutex<Vec<String>>,
-}
-
-impl Counters {
-    /// Records (or files) skipped so far.
-    pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
-    }
-}
-
-/// How many skipped-record messages a report keeps.
-const KEPT_ERRORS: usize = 20;
-
-/// Reading options handed to each file reader.
-#[derive(Debug, Clone)]
-pub struct ReadOptions {
-    pub batch_rows: usize,
-    pub infer_rows: usize,
-    pub on_error: OnError,
-    pub counters: Arc<Counters>,
-}
-
-impl ReadOptions {
-    /// Applies the error policy to a bad record: fail with it, or count it and go on.
-    pub fn bad_record(&self, error: Error) -> Result<()> {
-        match self.on_error {
-            OnError::Fail => Err(error),
-            OnError::Skip => {
-                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut errors) = self.counters.errors.lock()
-                    && errors.len() < KEPT_ERRORS
-                {
-                    errors.push(error.to_string());
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// What a read has done so far.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ReadReport {
-    pub files: usize,
-    /// Rows read from the files.
-    pub records: u64,
-    /// Records (or whole files) skipped under [`OnError::Skip`].
-    pub skipped: u64,
-    /// The first skipped records' errors.
-    pub errors: Vec<String>,
-    /// On-disk bytes consumed, and the total of the source's files.
-    pub bytes_read: u64,
-    pub bytes_total: u64,
-}
-
-/// Where the rows of a batch came from, for error messages.
-#[derive(Debug, Clone)]
-pub enum Locations {
-    /// The line of each row (JSONL, CSV).
-    Lines(Vec<u64>),
-    /// The index in the file of the batch's first row (Parquet).
-    Rows(u64),
-    /// The file of each row (text files).
-    Files(Vec<PathBuf>),
-}
-
-impl Locations {
-    /// A human description of row `i` of the batch ("line 12,345", "row 7").
-    pub fn describe(&self, i: usize) -> String {
-        match self {
-            Locations::Lines(lines) => format!("line {}", count(lines[i])),
-            Locations::Rows(first) => format!("row {}", count(first + i as u64 + 1)),
-            Locations::Files(files) => format!("file {}", files[i].display()),
-        }
-    }
-}
-
-/// A batch of rows as read from one file, with where they came from.
-#[derive(Debug, Clone)]
-pub struct RawBatch {
-    pub batch: RecordBatch,
-    pub path: PathBuf,
-    pub locations: Locations,
-}
+use crate::error::{Error, Result};
 
 /// Several files of one format, read as Arrow record batches.
 #[derive(Debug, Clone)]
@@ -443,213 +269,5 @@ impl Source {
     /// The first `n` documents, as one batch.
     pub fn head(&self, n: usize) -> Result<RecordBatch> {
         Ok(self.page(0, n)?.batch)
-    }
-}
-
-/// Finds the files of a source and settles its format.
-fn resolve(patterns: &[String], format: Option<Format>) -> Result<(Vec<PathBuf>, Format)> {
-    if patterns.is_empty() {
-        return Err(Error::Source("a source needs at least one path".into()));
-    }
-    let mut files = Vec::new();
-    for pattern in patterns {
-        let path = Path::new(pattern);
-        if pattern.contains(['*', '?', '[']) && !path.exists() {
-            let matches =
-                glob::glob(pattern).map_err(|e| Error::Source(format!("bad glob pattern `{pattern}`: {e}")))?;
-            let mut found: Vec<PathBuf> = matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect();
-            if found.is_empty() {
-                return Err(Error::Source(format!("`{pattern}` matched no files")));
-            }
-            found.sort();
-            files.extend(found);
-        } else if path.is_dir() {
-            let mut found = Vec::new();
-            walk(path, &mut found)?;
-            found.retain(|f| format.is_some() || Format::from_path(f).is_some());
-            if found.is_empty() {
-                return Err(Error::Source(format!(
-                    "folder {} holds no .jsonl, .csv, .parquet, .txt or .md files",
-                    path.display()
-                )));
-            }
-            files.extend(found);
-        } else if path.is_file() {
-            files.push(path.to_path_buf());
-        } else {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
-        }
-    }
-    let format = match format {
-        Some(f) => f,
-        None => {
-            let mut formats: Vec<Format> = Vec::new();
-            for f in &files {
-                let fmt = Format::from_path(f).ok_or_else(|| {
-                    Error::Source(format!(
-                        "cannot tell the format of {} from its name; say it with .with_format(...)",
-                        f.display()
-                    ))
-                })?;
-                if !formats.contains(&fmt) {
-                    formats.push(fmt);
-                }
-            }
-            if formats.len() > 1 {
-                let names: Vec<_> = formats.iter().map(|f| f.as_str()).collect();
-                return Err(Error::Source(format!(
-                    "a source holds files of one format, these are {}; make one source per format",
-                    names.join(" and ")
-                )));
-            }
-            formats[0]
-        }
-    };
-    Ok((files, format))
-}
-
-/// All files under `dir`, recursively, sorted, skipping hidden ones.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            walk(&entry, out)?;
-        } else {
-            out.push(entry);
-        }
-    }
-    Ok(())
-}
-
-enum FileReader {
-    Jsonl(jsonl::JsonlReader),
-    Csv(csv::CsvFileReader),
-    Parquet(parquet::ParquetReader),
-    Text(text_files::TextFilesReader),
-}
-
-impl FileReader {
-    fn next_batch(&mut self) -> Result<Option<RawBatch>> {
-        match self {
-            FileReader::Jsonl(r) => r.next_batch(),
-            FileReader::Csv(r) => r.next_batch(),
-            FileReader::Parquet(r) => r.next_batch(),
-            FileReader::Text(r) => r.next_batch(),
-        }
-    }
-}
-
-/// The raw rows of a source, batch by batch, file after file. Stops after the first error.
-pub struct Batches {
-    schema: SchemaRef,
-    files: Vec<PathBuf>,
-    format: Format,
-    opts: ReadOptions,
-    bytes_total: u64,
-    next_file: usize,
-    current: Option<FileReader>,
-    failed: bool,
-}
-
-impl Batches {
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    /// What has been read so far.
-    pub fn report(&self) -> ReadReport {
-        let c = &self.opts.counters;
-        ReadReport {
-            files: self.files.len(),
-            records: c.records.load(Ordering::Relaxed),
-            skipped: c.skipped.load(Ordering::Relaxed),
-            errors: c.errors.lock().map(|e| e.clone()).unwrap_or_default(),
-            bytes_read: c.bytes.load(Ordering::Relaxed),
-            bytes_total: self.bytes_total,
-        }
-    }
-
-    /// The counters this read updates, for watching progress from another thread.
-    pub fn counters(&self) -> Arc<Counters> {
-        self.opts.counters.clone()
-    }
-
-    pub(crate) fn options(&self) -> &ReadOptions {
-        &self.opts
-    }
-
-    fn open_next(&mut self) -> Result<bool> {
-        if self.format == Format::Text {
-            if self.next_file > 0 {
-                return Ok(false);
-            }
-            self.next_file = self.files.len();
-            self.current =
-                Some(FileReader::Text(text_files::TextFilesReader::new(self.files.clone(), self.opts.clone())));
-            return Ok(true);
-        }
-        while let Some(path) = self.files.get(self.next_file) {
-            self.next_file += 1;
-            let (schema, opts) = (self.schema.clone(), self.opts.clone());
-            let opened = match self.format {
-                Format::Jsonl => jsonl::JsonlReader::open(path, schema, opts).map(FileReader::Jsonl),
-                Format::Csv => csv::CsvFileReader::open(path, schema, opts).map(FileReader::Csv),
-                _ => parquet::ParquetReader::open(path, schema, opts).map(FileReader::Parquet),
-            };
-            match opened {
-                Ok(reader) => {
-                    self.current = Some(reader);
-                    return Ok(true);
-                }
-                Err(e) => self.opts.bad_record(e)?,
-            }
-        }
-        Ok(false)
-    }
-
-    fn next_raw(&mut self) -> Result<Option<RawBatch>> {
-        loop {
-            if self.current.is_none() && !self.open_next()? {
-                return Ok(None);
-            }
-            let Some(reader) = self.current.as_mut() else { return Ok(None) };
-            match reader.next_batch() {
-                Ok(Some(raw)) => return Ok(Some(raw)),
-                Ok(None) => self.current = None,
-                // Bad records were already skipped (or failed) by the reader: what comes out is the file's
-                // (empty, corrupt, truncated), so under Skip the rest of the file is skipped.
-                Err(e) => {
-                    self.current = None;
-                    self.opts.bad_record(e)?;
-                }
-            }
-        }
-    }
-}
-
-impl Iterator for Batches {
-    type Item = Result<RawBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.next_raw() {
-            Ok(Some(raw)) => {
-                self.opts.counters.records.fetch_add(raw.batch.num_rows() as u64, Ordering::Relaxed);
-                Some(Ok(raw))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
     }
 }
