@@ -262,6 +262,18 @@ fn could_be_control(partial: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// saekit writes these on its side of the wire (`crate/src/display/kernel.rs`); a tiny shared crate
+    /// would cost more than this check that the two spell them alike.
+    #[test]
+    fn wire_constants_match_saekits() {
+        let saekit = include_str!("../../crate/src/display/kernel.rs");
+        for line in
+            [format!("pub const SOCKET_ENV: &str = {SOCKET_ENV:?};"), format!("pub const MARKER: &str = {MARKER:?};")]
+        {
+            assert!(saekit.contains(&line), "saekit's display/kernel.rs lacks `{line}`");
+        }
+    }
+
     #[test]
     fn partial_lines_that_may_be_control_lines_wait() {
         assert!(could_be_control(b"EVC"));

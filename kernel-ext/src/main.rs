@@ -16,6 +16,7 @@ mod outputs;
 mod protocol;
 mod server;
 mod slots;
+mod sockets;
 mod spare;
 mod syntax;
 

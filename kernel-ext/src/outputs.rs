@@ -279,10 +279,10 @@ impl Outputs {
 pub fn listen(path: &Path, outputs: Arc<Outputs>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
-    crate::spare::private_socket(path);
+    crate::sockets::private_socket(path);
     std::thread::Builder::new().name("channel".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            if !crate::spare::same_user(&stream) {
+            if !crate::sockets::same_user(&stream) {
                 continue;
             }
             let outputs = outputs.clone();
