@@ -178,7 +178,8 @@ pub(super) fn fingerprint(source: &Source, ctx: &JobContext) -> Result<Fingerpri
     Ok(Fingerprint { files, sha256 })
 }
 
-fn dataset_metadata(source: &Source, schema: &SchemaView, stats: &DatasetStats) -> serde_json::Value {
+/// What a dataset's metadata records of its data: format, file count, schema, statistics, saekit version.
+pub(crate) fn dataset_metadata(source: &Source, schema: &SchemaView, stats: &DatasetStats) -> serde_json::Value {
     json!({
         "format": source.format().as_str(),
         "files": source.files().len(),

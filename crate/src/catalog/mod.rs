@@ -21,8 +21,8 @@ mod lineage;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub(crate) use add::scan;
 pub use add::{AddDataset, AddParams};
+pub(crate) use add::{dataset_metadata, scan};
 pub use artifact::*;
 pub use artifacts::*;
 pub use dataset::{Dataset, DatasetList};

@@ -17,7 +17,8 @@ use super::RepoKind;
 use super::download;
 use super::plan::DownloadPlan;
 use crate::catalog::{
-    ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace, scan,
+    ArtifactPlan, DATASET_KIND, Dataset, DatasetRecord, DatasetStatus, IfReady, Request, Workspace, dataset_metadata,
+    scan,
 };
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
@@ -172,13 +173,8 @@ fn metadata(
         .take(paths.len())
         .map(|f| json!({"path": f.path, "split": f.split, "size": f.size, "sha256": f.sha256}))
         .collect();
-    json!({
-        "format": source.format().as_str(),
-        "files": source.files().len(),
-        "schema": schema,
-        "stats": stats,
-        "saekit_version": crate::VERSION,
-        "hub": {
+    let mut metadata = dataset_metadata(source, schema, stats);
+    metadata["hub"] = json!({
             "endpoint": public_endpoint(plan.repo.hub().endpoint()),
             "repo": plan.repo_id,
             "kind": plan.kind,
@@ -188,8 +184,8 @@ fn metadata(
             "splits": plan.splits,
             "files": fetched,
             "max_rows": plan.max_rows,
-        },
-    })
+    });
+    metadata
 }
 
 /// Rows in a data file: Parquet from its footer, other formats by reading it.
