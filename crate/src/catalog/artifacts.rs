@@ -309,10 +309,7 @@ impl Catalog {
     pub(crate) fn artifact_from_row(&self, r: &Row) -> rusqlite::Result<ArtifactRow> {
         let kind: String = r.get(1)?;
         let name: String = r.get(2)?;
-        let mut status: ArtifactStatus = r.get(3)?;
-        if status.is_working() && !super::lifecycle::claim_is_held(self.root(), &kind, &name) {
-            status = ArtifactStatus::Interrupted;
-        }
+        let status = self.status_now(&kind, &name, r.get(3)?);
         let progress = match r.get::<_, Option<String>>(5)? {
             Some(text) => serde_json::from_str(&text).ok(),
             None => None,
@@ -332,6 +329,16 @@ impl Catalog {
         })
     }
 
+    /// A stored status as it stands now: a working one whose owner no longer holds the claim is
+    /// [`ArtifactStatus::Interrupted`].
+    fn status_now(&self, kind: &str, name: &str, stored: ArtifactStatus) -> ArtifactStatus {
+        if stored.is_working() && !super::lifecycle::claim_is_held(self.root(), kind, name) {
+            ArtifactStatus::Interrupted
+        } else {
+            stored
+        }
+    }
+
     /// The direct parents of artifact `id`.
     pub fn parents_in(&self, conn: &Connection, id: i64) -> Result<Vec<ArtifactRef>> {
         self.refs_in(conn, "SELECT a.id, a.kind, a.name, a.status FROM lineage l JOIN artifacts a ON a.id = l.parent WHERE l.child = ?1 ORDER BY a.id", id)
@@ -347,10 +354,7 @@ impl Catalog {
         let rows = stmt
             .query_map([id], |r| {
                 let (kind, name): (String, String) = (r.get(1)?, r.get(2)?);
-                let mut status: ArtifactStatus = r.get(3)?;
-                if status.is_working() && !super::lifecycle::claim_is_held(self.root(), &kind, &name) {
-                    status = ArtifactStatus::Interrupted;
-                }
+                let status = self.status_now(&kind, &name, r.get(3)?);
                 Ok(ArtifactRef { id: r.get(0)?, kind, name, status })
             })
             .at(self.path())?

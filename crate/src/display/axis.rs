@@ -130,7 +130,7 @@ pub fn number(v: f64, step: f64) -> String {
         }
     }
     if a >= 1.0 && step.abs() >= 1.0 {
-        return format!("{sign}{}", crate::error::count(a.round() as u64));
+        return format!("{sign}{}", crate::units::count(a.round() as u64));
     }
     if a < 1e-3 {
         return format!("{v:.1e}");

@@ -64,7 +64,7 @@ impl Histogram {
         let mut out = format!("{} ({})", self.title, self.x_label);
         for (label, count) in &self.bins {
             let bar = "█".repeat(((*count as f64 / self.max() as f64) * 40.0).round() as usize);
-            out.push_str(&format!("\n{label:>label_width$} │{bar} {}", crate::error::count(*count)));
+            out.push_str(&format!("\n{label:>label_width$} │{bar} {}", crate::units::count(*count)));
         }
         out
     }
@@ -90,7 +90,7 @@ impl Histogram {
                     base - top,
                     PALETTE[0],
                     escape(label),
-                    crate::error::count(*count)
+                    crate::units::count(*count)
                 ));
             }
             if i % label_every == 0 {
@@ -339,7 +339,7 @@ impl LineChart {
             let min = if min.is_finite() { short(min) } else { "–".into() };
             out.push_str(&format!(
                 "\n  {name}: last {last}, min {min}, {} points",
-                crate::error::count(points.len() as u64)
+                crate::units::count(points.len() as u64)
             ));
         }
         out
