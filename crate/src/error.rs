@@ -150,6 +150,18 @@ pub enum Error {
     )]
     Checksum { file: String, what: &'static str, expected: String, actual: String },
 
+    /// A language model that cannot be loaded or run as asked (the message says what to do).
+    #[error("model {model}: {message}")]
+    Model { model: String, message: String },
+
+    /// A hook name the model does not have.
+    #[error("model {model} has no hook `{hook}`; its hooks are: {available}")]
+    UnknownHook { model: String, hook: String, available: String },
+
+    /// Tensor math that failed: a shape or dtype the model code did not expect.
+    #[error("tensor: {0}")]
+    Tensor(String),
+
     /// Offline mode (`HF_HUB_OFFLINE=1`) and something that is not in the cache.
     #[error("offline (HF_HUB_OFFLINE=1): {what} is not in the Hub cache at {}; unset HF_HUB_OFFLINE to download it",
         cache.display())]
@@ -165,6 +177,12 @@ impl Error {
     /// Wraps an Arrow or Parquet library error with the file it concerns.
     pub fn format(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
         Error::Format { path: path.as_ref().to_path_buf(), message: err.to_string() }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Tensor(e.to_string())
     }
 }
 

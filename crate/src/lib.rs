@@ -4,7 +4,7 @@
 //! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
 //! dataset, [`tokenize`] turns datasets into token stores, and [`hub`] brings datasets and tokenizers
-//! from the Hugging Face Hub. Every artifact is made through the catalog's one lifecycle
+//! from the Hugging Face Hub. [`models`] runs language models (GPT-2, Llama, BERT) to named hook points. Every artifact is made through the catalog's one lifecycle
 //! ([`catalog::Request`], run with [`Workspace::make`], [`Workspace::make_job`] or [`Workspace::make_with`]). [`display`] renders values
 //! for notebooks, terminals and HTML reports; stages use it, never the reverse.
 
@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod jobs;
+pub mod models;
 pub mod report;
 pub mod sources;
 pub mod stats;
@@ -41,6 +42,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};
+    pub use crate::models::{Forward, HookPoint, Model, ModelOutput, TokenBatch};
     pub use crate::report::Report;
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;

@@ -53,6 +53,15 @@ commands:
   hub tokenizer REPO              fetch a model's tokenizer.json into the HF cache and describe it
       (the Hub commands honour HF_ENDPOINT, HF_TOKEN or the token file, HF_HOME / HF_HUB_CACHE and
       HF_HUB_OFFLINE=1, as huggingface_hub does)
+  tokenizer show gpt2|FILE        a tokenizer's card, with its identity (what decides the ids it gives)
+  model show MODEL                a model's card (MODEL: a folder in the HF layout, or a Hub repo id)
+  model run MODEL --hooks H,H... --out FILE.safetensors [OPTIONS]
+                                  one forward pass; writes the hooks' activations (and what else is asked)
+      --ids '1,2,3;4,5'           token ids, sequences separated by `;` (right-padded), or
+      --text TEXT                 a text encoded with the model's tokenizer and special tokens (repeatable)
+      --logits --loss --embedding also write the logits, the next-token loss, the sentence embedding (BERT)
+      --scale HOOK=F              multiply the activations at HOOK by F on the way (repeatable)
+      --dtype f32|bf16|f16        compute in this dtype (default f32)
 
 The workspace is --workspace DIR, else $SAEKIT_HOME, else ~/.saekit.";
 
@@ -187,6 +196,16 @@ fn run(mut args: Vec<String>) -> Result<()> {
         }
         "tokenize" => tokenize_command(args, open_workspace),
         "hub" => hub_command(args, open_workspace),
+        "model" => model_command(args),
+        "tokenizer" => {
+            let [sub, spec] = args.as_slice() else { return Err(Error::InvalidArgument(USAGE.into())) };
+            if sub != "show" {
+                return Err(Error::InvalidArgument(USAGE.into()));
+            }
+            let tokenizer = if spec == "gpt2" { Tokenizer::gpt2()? } else { Tokenizer::from_file(spec)? };
+            println!("{}", tokenizer.bundle().plain());
+            Ok(())
+        }
         "schema" => {
             let source = source_from(&mut args)?;
             println!("{}", source.schema()?.bundle().plain());
@@ -198,6 +217,86 @@ fn run(mut args: Vec<String>) -> Result<()> {
             Ok(())
         }
         other => Err(Error::InvalidArgument(format!("unknown command `{other}`\n\n{USAGE}"))),
+    }
+}
+
+fn model_command(mut args: Vec<String>) -> Result<()> {
+    use saekit::models::{DType, Forward, Model, ModelOptions, TokenBatch};
+    let usage = || Error::InvalidArgument(format!("usage: saekit model show MODEL | model run MODEL ...\n\n{USAGE}"));
+    if args.is_empty() {
+        return Err(usage());
+    }
+    let sub = args.remove(0);
+    let dtype = match take_value(&mut args, "--dtype")?.as_deref() {
+        None | Some("f32") => DType::F32,
+        Some("bf16") => DType::BF16,
+        Some("f16") => DType::F16,
+        Some(other) => return Err(Error::InvalidArgument(format!("--dtype {other}: expected f32, bf16 or f16"))),
+    };
+    let options = ModelOptions::default().dtype(dtype);
+    match sub.as_str() {
+        "show" => {
+            let [spec] = args.as_slice() else { return Err(usage()) };
+            println!("{}", Model::load_with(spec, &options)?.bundle().plain());
+            Ok(())
+        }
+        "run" => {
+            let hooks = take_value(&mut args, "--hooks")?;
+            let out =
+                take_value(&mut args, "--out")?.ok_or_else(|| Error::InvalidArgument("--out FILE is needed".into()))?;
+            let ids = take_value(&mut args, "--ids")?;
+            let mut texts = Vec::new();
+            while let Some(text) = take_value(&mut args, "--text")? {
+                texts.push(text);
+            }
+            let mut scales = Vec::new();
+            while let Some(scale) = take_value(&mut args, "--scale")? {
+                let (hook, factor) = scale
+                    .split_once('=')
+                    .and_then(|(h, f)| f.parse::<f64>().ok().map(|f| (h.to_string(), f)))
+                    .ok_or_else(|| Error::InvalidArgument(format!("--scale {scale}: expected HOOK=FACTOR")))?;
+                scales.push((hook, factor));
+            }
+            let mut forward = Forward::new();
+            if take_flag(&mut args, "--logits") {
+                forward = forward.logits();
+            }
+            if take_flag(&mut args, "--loss") {
+                forward = forward.loss();
+            }
+            if take_flag(&mut args, "--embedding") {
+                forward = forward.embedding();
+            }
+            let [spec] = args.as_slice() else { return Err(usage()) };
+            let model = Model::load_with(spec, &options)?;
+            let batch = match (ids, texts.is_empty()) {
+                (Some(ids), true) => {
+                    let sequences = ids
+                        .split(';')
+                        .map(|s| {
+                            s.split(',')
+                                .map(|i| i.trim().parse::<u32>())
+                                .collect::<std::result::Result<Vec<u32>, _>>()
+                                .map_err(|e| Error::InvalidArgument(format!("--ids {s:?}: {e}")))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    TokenBatch::new(&sequences)?
+                }
+                (None, false) => model.encode(&texts)?,
+                _ => return Err(Error::InvalidArgument("give either --ids or --text".into())),
+            };
+            if let Some(hooks) = hooks {
+                forward = forward.hooks(hooks.split(',').map(str::trim).filter(|h| !h.is_empty()));
+            }
+            for (hook, factor) in scales {
+                forward = forward.replace(hook, move |x| Ok((x * factor)?));
+            }
+            let output = model.run(&batch, &forward)?;
+            output.save(std::path::Path::new(&out))?;
+            println!("{}", output.bundle().plain());
+            Ok(())
+        }
+        _ => Err(usage()),
     }
 }
 

@@ -80,11 +80,14 @@ impl Tokenizer {
         Ok(Tokenizer { name: name.into(), inner, hash: OnceLock::new() })
     }
 
-    /// Loads an HF `tokenizer.json`.
+    /// Loads an HF `tokenizer.json`. Truncation and padding set in the file are turned off: saekit cuts and
+    /// packs sequences itself (MiniLM's file pads every text to 128 tokens).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let inner = HfTokenizer::from_file(path).map_err(|e| tokenizer_error(&name, e))?;
+        let mut inner = HfTokenizer::from_file(path).map_err(|e| tokenizer_error(&name, e))?;
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| tokenizer_error(&name, e))?;
         Ok(Tokenizer { name, inner, hash: OnceLock::new() })
     }
 
@@ -134,6 +137,13 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of `text` with the special tokens the tokenizer's post-processor adds (BERT's
+    /// `[CLS] … [SEP]`, a BOS token), as the model it belongs to expects them.
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode_fast(text, true).map_err(|e| tokenizer_error(&self.name, e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// Text of token ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(|e| tokenizer_error(&self.name, e))
@@ -165,14 +175,12 @@ impl Tokenizer {
         self.inner.decode(&[id], false).unwrap_or_default()
     }
 
-    /// sha256 of the tokenizer's canonical JSON: two tokenizers with the same hash encode alike.
+    /// The tokenizer's identity: sha256 of a canonical form of what decides the ids it gives (model with its
+    /// vocabulary and merges, normalizer, pre-tokenizer, added and special tokens), not of the file's bytes.
+    /// Two files that encode alike (GPT-2 built from its vocabulary and merges, and the Hub's `gpt2`
+    /// `tokenizer.json` with its other merges format, offsets settings and post-processor) have one identity.
     pub fn hash(&self) -> String {
-        self.hash
-            .get_or_init(|| {
-                let json = self.inner.to_string(false).unwrap_or_default();
-                Sha256::digest(json.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-            })
-            .clone()
+        self.hash.get_or_init(|| canonical_identity(&self.inner)).clone()
     }
 
     /// Name, hash, size and special tokens.
@@ -206,6 +214,59 @@ impl Tokenizer {
     }
 }
 
+/// See [`Tokenizer::hash`]. Left out on purpose: the decoder, the post-processor (special tokens it adds are
+/// in the added tokens), truncation and padding, and `trim_offsets` (offsets only); BPE's empty affixes are
+/// the same as none.
+fn canonical_identity(tokenizer: &HfTokenizer) -> String {
+    use serde_json::Value;
+    let mut model = serde_json::to_value(tokenizer.get_model()).unwrap_or_default();
+    if let Some(fields) = model.as_object_mut() {
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            if fields.get(key).and_then(Value::as_str) == Some("") {
+                fields.insert(key.to_string(), Value::Null);
+            }
+        }
+    }
+    fn drop_offsets(v: &mut Value) {
+        match v {
+            Value::Object(fields) => {
+                fields.remove("trim_offsets");
+                fields.values_mut().for_each(drop_offsets);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_offsets),
+            _ => {}
+        }
+    }
+    let normalizer = serde_json::to_value(tokenizer.get_normalizer()).unwrap_or_default();
+    let mut pre_tokenizer = serde_json::to_value(tokenizer.get_pre_tokenizer()).unwrap_or_default();
+    drop_offsets(&mut pre_tokenizer);
+    let has_normalizer = !normalizer.is_null();
+    let mut added: Vec<(u32, Value)> = tokenizer
+        .get_added_tokens_decoder()
+        .into_iter()
+        .map(|(id, t)| {
+            let mut token = serde_json::json!({
+                "id": id, "content": t.content, "special": t.special, "single_word": t.single_word,
+                "lstrip": t.lstrip, "rstrip": t.rstrip,
+            });
+            // Whether an added token is matched before or after normalisation matters only with a normalizer.
+            if has_normalizer {
+                token["normalized"] = Value::Bool(t.normalized);
+            }
+            (id, token)
+        })
+        .collect();
+    added.sort_by_key(|(id, _)| *id);
+    let canonical = serde_json::json!({
+        "model": model,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "added_tokens": added.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string(&canonical).unwrap_or_default();
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What identifies a tokenizer in a token store's provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenizerInfo {
@@ -230,7 +291,7 @@ impl crate::display::Render for TokenizerInfo {
             .fact("BOS id", token(self.bos))
             .fact("EOS id", token(self.eos))
             .fact("special ids", if special.is_empty() { "none".into() } else { special })
-            .fact("sha256", self.hash.clone())
+            .fact("identity", self.hash.clone())
             .bundle()
     }
 }

@@ -1,0 +1,214 @@
+//! GPT-2 from the Hugging Face layout: `config.json` and `model.safetensors` with names as `GPT2Model` or
+//! `GPT2LMHeadModel` writes them (with or without the `transformer.` prefix; the `h.N.attn.bias` causal-mask
+//! buffers some files carry are ignored). Conv1D weights are `[in, out]`, so they multiply as stored; the
+//! unembedding is tied to `wte`; `gelu_new` is GELU's tanh approximation.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use serde::Deserialize;
+
+use super::hooks::{HookPoint, HookRun};
+use super::weights::{LayerNorm, Linear, Weights, attention, causal_mask, split_heads};
+use super::{Family, LanguageModel, ModelInfo, TokenBatch, model_error};
+use crate::error::Result;
+
+/// The fields of GPT-2's `config.json` that the forward pass uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    #[serde(alias = "n_ctx")]
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "yes")]
+    pub scale_attn_weights: bool,
+}
+
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn yes() -> bool {
+    true
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    c_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+pub struct Gpt2 {
+    info: ModelInfo,
+    config: Gpt2Config,
+    activation: Activation,
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+#[derive(Clone, Copy)]
+enum Activation {
+    GeluNew,
+    Gelu,
+    Relu,
+}
+
+impl Gpt2 {
+    pub fn load(name: &str, config: Gpt2Config, weights: Weights) -> Result<Gpt2> {
+        let activation = match config.activation_function.as_str() {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluNew,
+            "gelu" => Activation::Gelu,
+            "relu" => Activation::Relu,
+            other => {
+                return Err(model_error(
+                    name,
+                    format!("activation_function `{other}` is not supported (gelu_new, gelu, relu are)"),
+                ));
+            }
+        };
+        let (d, n) = (config.n_embd, config.n_layer);
+        if config.n_head == 0 || d % config.n_head != 0 {
+            return Err(model_error(name, format!("n_embd {d} is not a multiple of n_head {}", config.n_head)));
+        }
+        let d_mlp = config.n_inner.unwrap_or(4 * d);
+        let weights = weights.with_prefix_of(&["", "transformer."], "wte.weight")?;
+        let eps = config.layer_norm_epsilon;
+        let conv = |name: &str, d_in: usize, d_out: usize| -> Result<Linear> {
+            Ok(Linear::from_in_out(
+                weights.get(&format!("{name}.weight"), &[d_in, d_out])?,
+                Some(weights.get(&format!("{name}.bias"), &[d_out])?),
+            ))
+        };
+        let blocks = (0..n)
+            .map(|l| {
+                Ok(Block {
+                    ln_1: LayerNorm::load(&weights, &format!("h.{l}.ln_1"), d, eps)?,
+                    c_attn: conv(&format!("h.{l}.attn.c_attn"), d, 3 * d)?,
+                    c_proj: conv(&format!("h.{l}.attn.c_proj"), d, d)?,
+                    ln_2: LayerNorm::load(&weights, &format!("h.{l}.ln_2"), d, eps)?,
+                    c_fc: conv(&format!("h.{l}.mlp.c_fc"), d, d_mlp)?,
+                    mlp_proj: conv(&format!("h.{l}.mlp.c_proj"), d_mlp, d)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wte = weights.get("wte.weight", &[config.vocab_size, d])?;
+        let wpe = weights.get("wpe.weight", &[config.n_positions, d])?;
+        let ln_f = LayerNorm::load(&weights, "ln_f", d, eps)?;
+        let parameters = wte.elem_count()
+            + wpe.elem_count()
+            + ln_f.parameters()
+            + blocks
+                .iter()
+                .map(|b| {
+                    b.ln_1.parameters()
+                        + b.c_attn.parameters()
+                        + b.c_proj.parameters()
+                        + b.ln_2.parameters()
+                        + b.c_fc.parameters()
+                        + b.mlp_proj.parameters()
+                })
+                .sum::<usize>();
+        let info = ModelInfo {
+            name: name.to_string(),
+            family: Family::Gpt2,
+            architecture: "GPT2LMHeadModel".into(),
+            layers: n,
+            width: d,
+            heads: config.n_head,
+            kv_heads: config.n_head,
+            head_width: d / config.n_head,
+            mlp_width: d_mlp,
+            vocab_size: config.vocab_size,
+            max_positions: config.n_positions,
+            parameters: parameters as u64,
+            dtype: format!("{:?}", weights.dtype()).to_lowercase(),
+            hooks: HookPoint::all(n, true, true),
+            notes: vec![format!("activation {}, tied unembedding", config.activation_function)],
+            source: String::new(),
+            sentence_embedding: None,
+        };
+        Ok(Gpt2 { info, config, activation, wte, wpe, blocks, ln_f })
+    }
+}
+
+impl LanguageModel for Gpt2 {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(&self, batch: &TokenBatch, run: &mut HookRun) -> Result<Option<Tensor>> {
+        let device = self.wte.device().clone();
+        let (b, s) = (batch.batch(), batch.seq());
+        let d = self.config.n_embd;
+        let ids = batch.ids_tensor(&device)?;
+        let embed = self.wte.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, d))?;
+        let embed = run.at(HookPoint::Embed, embed)?;
+        let positions = Tensor::arange(0u32, s as u32, &device)?;
+        let pos = self.wpe.index_select(&positions, 0)?.unsqueeze(0)?.expand((b, s, d))?.contiguous()?;
+        let pos = run.at(HookPoint::PosEmbed, pos)?;
+        let mut x = (embed + pos)?;
+        let mask = causal_mask(s, None, self.wte.dtype(), &device)?;
+        let heads = self.config.n_head;
+        let d_head = d / heads;
+        let scale = if self.config.scale_attn_weights { 1.0 / (d_head as f64).sqrt() } else { 1.0 };
+        for (l, block) in self.blocks.iter().enumerate() {
+            if !run.wants(HookPoint::ResidPre(l)) {
+                return Ok(None);
+            }
+            x = run.at(HookPoint::ResidPre(l), x)?;
+            if !run.wants(HookPoint::AttnOut(l)) {
+                return Ok(None);
+            }
+            let qkv = block.c_attn.forward(&block.ln_1.forward(&x)?)?;
+            let q = split_heads(&qkv.i((.., .., 0..d))?, heads, d_head)?;
+            let k = split_heads(&qkv.i((.., .., d..2 * d))?, heads, d_head)?;
+            let v = split_heads(&qkv.i((.., .., 2 * d..3 * d))?, heads, d_head)?;
+            let attn = block.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)?;
+            let attn = run.at(HookPoint::AttnOut(l), attn)?;
+            x = run.at(HookPoint::ResidMid(l), (x + attn)?)?;
+            if !run.wants(HookPoint::MlpPost(l)) {
+                return Ok(None);
+            }
+            let hidden = block.c_fc.forward(&block.ln_2.forward(&x)?)?;
+            let hidden = match self.activation {
+                Activation::GeluNew => hidden.gelu()?,
+                Activation::Gelu => hidden.gelu_erf()?,
+                Activation::Relu => hidden.relu()?,
+            };
+            let hidden = run.at(HookPoint::MlpPost(l), hidden)?;
+            let mlp = run.at(HookPoint::MlpOut(l), block.mlp_proj.forward(&hidden)?)?;
+            x = run.at(HookPoint::ResidPost(l), (x + mlp)?)?;
+        }
+        if !run.wants(HookPoint::FinalNormalized) {
+            return Ok(None);
+        }
+        Ok(Some(run.at(HookPoint::FinalNormalized, self.ln_f.forward(&x)?)?))
+    }
+
+    fn unembed(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
+        let (b, s, d) = hidden.dims3()?;
+        let logits = hidden.reshape((b * s, d))?.matmul(&self.wte.t()?)?;
+        Ok(Some(logits.reshape((b, s, self.config.vocab_size))?))
+    }
+
+    fn device(&self) -> Device {
+        self.wte.device().clone()
+    }
+
+    fn dtype(&self) -> DType {
+        self.wte.dtype()
+    }
+}
