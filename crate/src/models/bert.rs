@@ -107,22 +107,6 @@ impl Bert {
         let position = weights.get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, d])?;
         let token_type = weights.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, d])?;
         let embed_norm = LayerNorm::load(&weights, "embeddings.LayerNorm", d, eps)?;
-        let block_params: usize = blocks
-            .iter()
-            .map(|b| {
-                [&b.query, &b.key, &b.value, &b.attn_out, &b.intermediate, &b.output]
-                    .iter()
-                    .map(|l| l.parameters())
-                    .sum::<usize>()
-                    + b.attn_norm.parameters()
-                    + b.output_norm.parameters()
-            })
-            .sum();
-        let parameters = word.elem_count()
-            + position.elem_count()
-            + token_type.elem_count()
-            + embed_norm.parameters()
-            + block_params;
         let info = ModelInfo {
             name: name.to_string(),
             family: Family::Bert,
@@ -135,7 +119,7 @@ impl Bert {
             mlp_width: d_mlp,
             vocab_size: config.vocab_size,
             max_positions: config.max_position_embeddings,
-            parameters: parameters as u64,
+            parameters: weights.stored_parameters(),
             dtype: format!("{:?}", weights.dtype()).to_lowercase(),
             hooks: HookPoint::all(n, true, false),
             notes: vec!["post-LayerNorm blocks, bidirectional attention".into()],

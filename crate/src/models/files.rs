@@ -57,6 +57,10 @@ impl ModelFiles {
     pub fn from_hub(hub: &Hub, repo_id: &str) -> Result<ModelFiles> {
         let repo = hub.model(repo_id);
         let info = repo.info()?;
+        if !info.from_cache {
+            // Every file comes from this one commit; the branch's ref lets offline mode find them again.
+            hub.cache().write_ref(&repo, repo.current_revision(), &info.commit)?;
+        }
         let repo = repo.revision(&info.commit);
         let has = |p: &str| info.files.iter().any(|f| f.path == p);
         if !has("config.json") {

@@ -15,8 +15,11 @@ use crate::error::Result;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Gpt2Config {
     pub vocab_size: usize,
-    #[serde(alias = "n_ctx")]
-    pub n_positions: usize,
+    /// Older configs name it `n_ctx`; current ones write both.
+    #[serde(default)]
+    pub n_positions: Option<usize>,
+    #[serde(default)]
+    pub n_ctx: Option<usize>,
     pub n_embd: usize,
     pub n_layer: usize,
     pub n_head: usize,
@@ -80,6 +83,10 @@ impl Gpt2 {
             }
         };
         let (d, n) = (config.n_embd, config.n_layer);
+        let positions = config
+            .n_positions
+            .or(config.n_ctx)
+            .ok_or_else(|| model_error(name, "config.json gives neither n_positions nor n_ctx"))?;
         if config.n_head == 0 || d % config.n_head != 0 {
             return Err(model_error(name, format!("n_embd {d} is not a multiple of n_head {}", config.n_head)));
         }
@@ -105,22 +112,8 @@ impl Gpt2 {
             })
             .collect::<Result<Vec<_>>>()?;
         let wte = weights.get("wte.weight", &[config.vocab_size, d])?;
-        let wpe = weights.get("wpe.weight", &[config.n_positions, d])?;
+        let wpe = weights.get("wpe.weight", &[positions, d])?;
         let ln_f = LayerNorm::load(&weights, "ln_f", d, eps)?;
-        let parameters = wte.elem_count()
-            + wpe.elem_count()
-            + ln_f.parameters()
-            + blocks
-                .iter()
-                .map(|b| {
-                    b.ln_1.parameters()
-                        + b.c_attn.parameters()
-                        + b.c_proj.parameters()
-                        + b.ln_2.parameters()
-                        + b.c_fc.parameters()
-                        + b.mlp_proj.parameters()
-                })
-                .sum::<usize>();
         let info = ModelInfo {
             name: name.to_string(),
             family: Family::Gpt2,
@@ -132,8 +125,8 @@ impl Gpt2 {
             head_width: d / config.n_head,
             mlp_width: d_mlp,
             vocab_size: config.vocab_size,
-            max_positions: config.n_positions,
-            parameters: parameters as u64,
+            max_positions: positions,
+            parameters: weights.stored_parameters(),
             dtype: format!("{:?}", weights.dtype()).to_lowercase(),
             hooks: HookPoint::all(n, true, true),
             notes: vec![format!("activation {}, tied unembedding", config.activation_function)],

@@ -143,16 +143,6 @@ impl Llama {
             ));
         }
         let lm_head = untied.unwrap_or_else(|| embed.clone());
-        let block_params: usize = blocks
-            .iter()
-            .map(|b| {
-                b.input_norm.parameters()
-                    + [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down].iter().map(|l| l.parameters()).sum::<usize>()
-                    + b.post_norm.parameters()
-            })
-            .sum();
-        let parameters =
-            embed.elem_count() + block_params + norm.parameters() + if tied { 0 } else { lm_head.elem_count() };
         let mut notes = vec![format!(
             "rope θ {}{}, {}",
             config.rope_theta,
@@ -186,7 +176,7 @@ impl Llama {
             mlp_width: d_mlp,
             vocab_size: config.vocab_size,
             max_positions: config.max_position_embeddings,
-            parameters: parameters as u64,
+            parameters: weights.stored_parameters(),
             dtype: format!("{:?}", weights.dtype()).to_lowercase(),
             hooks: HookPoint::all(n, false, true),
             notes,

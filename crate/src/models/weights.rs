@@ -60,6 +60,24 @@ impl Weights {
         self.dtype
     }
 
+    /// The parameters the files hold, as `num_parameters()` counts them in transformers: every float tensor
+    /// but the buffers (GPT-2's `attn.bias`/`attn.masked_bias` masks, BERT's `position_ids`), including stored
+    /// weights the forward pass does not use (BERT's pooler).
+    pub fn stored_parameters(&self) -> u64 {
+        self.tensors
+            .tensors()
+            .iter()
+            .filter(|(name, view)| {
+                let buffer = name.ends_with(".attn.bias")
+                    || name.ends_with(".attn.masked_bias")
+                    || name.ends_with("position_ids");
+                let float = DType::try_from(view.dtype()).is_ok_and(|d| d.is_float());
+                float && !buffer
+            })
+            .map(|(_, view)| view.shape().iter().product::<usize>() as u64)
+            .sum()
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -162,10 +180,6 @@ impl Linear {
         }
         Ok(y.reshape(out)?)
     }
-
-    pub fn parameters(&self) -> usize {
-        self.w.elem_count() + self.b.as_ref().map_or(0, Tensor::elem_count)
-    }
 }
 
 /// LayerNorm with weight and bias.
@@ -187,10 +201,6 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::layer_norm(&x.contiguous()?, &self.w, &self.b, self.eps)?)
     }
-
-    pub fn parameters(&self) -> usize {
-        self.w.elem_count() * 2
-    }
 }
 
 /// RMSNorm: `x / sqrt(mean(x²) + eps) · w`.
@@ -206,10 +216,6 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.w, self.eps)?)
-    }
-
-    pub fn parameters(&self) -> usize {
-        self.w.elem_count()
     }
 }
 
