@@ -62,6 +62,8 @@ commands:
       --logits --loss --embedding also write the logits, the next-token loss, the sentence embedding (BERT)
       --scale HOOK=F              multiply the activations at HOOK by F on the way (repeatable)
       --dtype f32|bf16|f16        compute in this dtype (default f32)
+  model bench MODEL [--batch B --seq S --hook H --reps N]
+                                  forward throughput to a hook (default: the middle block's resid_post)
 
 The workspace is --workspace DIR, else $SAEKIT_HOME, else ~/.saekit.";
 
@@ -296,8 +298,58 @@ fn model_command(mut args: Vec<String>) -> Result<()> {
             println!("{}", output.bundle().plain());
             Ok(())
         }
+        "bench" => {
+            let number = |args: &mut Vec<String>, flag: &str, default: usize| -> Result<usize> {
+                take_value(args, flag)?.map_or(Ok(default), |v| {
+                    v.parse().map_err(|_| Error::InvalidArgument(format!("{flag} {v}: expected a number")))
+                })
+            };
+            let batch = number(&mut args, "--batch", 8)?;
+            let seq = number(&mut args, "--seq", 128)?;
+            let reps = number(&mut args, "--reps", 5)?.max(1);
+            let hook = take_value(&mut args, "--hook")?;
+            let [spec] = args.as_slice() else { return Err(usage()) };
+            let model = Model::load_with(spec, &options)?;
+            let hook = hook.unwrap_or_else(|| format!("blocks.{}.hook_resid_post", model.info().layers / 2));
+            println!("{}", model_bench(&model, &hook, batch, seq, reps)?);
+            Ok(())
+        }
         _ => Err(usage()),
     }
+}
+
+/// Forward throughput to one hook on random ids (fixed seed): one warm-up, then `reps` timed passes; one
+/// JSON line, as bench/models_bench.py reads it.
+fn model_bench(model: &saekit::models::Model, hook: &str, batch: usize, seq: usize, reps: usize) -> Result<String> {
+    use saekit::models::{Forward, TokenBatch};
+    let vocab = model.info().vocab_size as u64;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab) as u32
+        })
+        .collect();
+    let tokens = TokenBatch::rectangular(ids, batch, seq)?;
+    let forward = Forward::new().hook(hook);
+    model.run(&tokens, &forward)?;
+    let mut seconds = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = std::time::Instant::now();
+        model.run(&tokens, &forward)?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    let mut sorted = seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    Ok(serde_json::json!({
+        "impl": "saekit", "model": model.name(), "hook": hook, "batch": batch, "seq": seq,
+        "threads": std::env::var("RAYON_NUM_THREADS").ok(), "dtype": model.info().dtype,
+        "tokens_per_s": (batch * seq) as f64 / median, "seconds": seconds,
+    })
+    .to_string())
 }
 
 /// The main job: the embedded corpus into the workspace, its schema and statistics, and an HTML report.
