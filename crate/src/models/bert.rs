@@ -5,7 +5,7 @@
 //! last hidden states over the real tokens (sentence-transformers' `1_Pooling`), L2-normalised when the
 //! folder's `modules.json` lists `Normalize` — not BERT's `pooler`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use serde::Deserialize;
 
 use super::hooks::{HookPoint, HookRun};
@@ -178,14 +178,6 @@ impl LanguageModel for Bert {
 
     fn unembed(&self, _hidden: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
-    }
-
-    fn device(&self) -> Device {
-        self.word.device().clone()
-    }
-
-    fn dtype(&self) -> DType {
-        self.word.dtype()
     }
 }
 

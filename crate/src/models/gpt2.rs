@@ -3,11 +3,11 @@
 //! buffers some files carry are ignored). Conv1D weights are `[in, out]`, so they multiply as stored; the
 //! unembedding is tied to `wte`; `gelu_new` is GELU's tanh approximation.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{IndexOp, Tensor};
 use serde::Deserialize;
 
 use super::hooks::{HookPoint, HookRun};
-use super::weights::{LayerNorm, Linear, Weights, attention, causal_mask, split_heads};
+use super::weights::{LayerNorm, Linear, Weights, attention, causal_mask, split_heads, unembed};
 use super::{Family, LanguageModel, ModelInfo, TokenBatch, model_error};
 use crate::error::Result;
 
@@ -152,56 +152,38 @@ impl LanguageModel for Gpt2 {
         let positions = Tensor::arange(0u32, s as u32, &device)?;
         let pos = self.wpe.index_select(&positions, 0)?.unsqueeze(0)?.expand((b, s, d))?.contiguous()?;
         let pos = run.at(HookPoint::PosEmbed, pos)?;
-        let mut x = (embed + pos)?;
         let mask = causal_mask(s, None, self.wte.dtype(), &device)?;
         let heads = self.config.n_head;
         let d_head = d / heads;
         let scale = if self.config.scale_attn_weights { 1.0 / (d_head as f64).sqrt() } else { 1.0 };
-        for (l, block) in self.blocks.iter().enumerate() {
-            if !run.wants(HookPoint::ResidPre(l)) {
-                return Ok(None);
-            }
-            x = run.at(HookPoint::ResidPre(l), x)?;
-            if !run.wants(HookPoint::AttnOut(l)) {
-                return Ok(None);
-            }
-            let qkv = block.c_attn.forward(&block.ln_1.forward(&x)?)?;
+        let attention_of = |l: usize, x: &Tensor| -> Result<Tensor> {
+            let block = &self.blocks[l];
+            let qkv = block.c_attn.forward(&block.ln_1.forward(x)?)?;
             let q = split_heads(&qkv.i((.., .., 0..d))?, heads, d_head)?;
             let k = split_heads(&qkv.i((.., .., d..2 * d))?, heads, d_head)?;
             let v = split_heads(&qkv.i((.., .., 2 * d..3 * d))?, heads, d_head)?;
-            let attn = block.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)?;
-            let attn = run.at(HookPoint::AttnOut(l), attn)?;
-            x = run.at(HookPoint::ResidMid(l), (x + attn)?)?;
-            if !run.wants(HookPoint::MlpPost(l)) {
-                return Ok(None);
-            }
-            let hidden = block.c_fc.forward(&block.ln_2.forward(&x)?)?;
-            let hidden = match self.activation {
+            block.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)
+        };
+        let mlp_hidden = |l: usize, x: &Tensor| -> Result<Tensor> {
+            let block = &self.blocks[l];
+            let hidden = block.c_fc.forward(&block.ln_2.forward(x)?)?;
+            Ok(match self.activation {
                 Activation::GeluNew => hidden.gelu()?,
                 Activation::Gelu => hidden.gelu_erf()?,
                 Activation::Relu => hidden.relu()?,
-            };
-            let hidden = run.at(HookPoint::MlpPost(l), hidden)?;
-            let mlp = run.at(HookPoint::MlpOut(l), block.mlp_proj.forward(&hidden)?)?;
-            x = run.at(HookPoint::ResidPost(l), (x + mlp)?)?;
-        }
-        if !run.wants(HookPoint::FinalNormalized) {
-            return Ok(None);
-        }
-        Ok(Some(run.at(HookPoint::FinalNormalized, self.ln_f.forward(&x)?)?))
+            })
+        };
+        run.pre_norm_blocks(
+            (embed + pos)?,
+            self.blocks.len(),
+            attention_of,
+            mlp_hidden,
+            |l, hidden| self.blocks[l].mlp_proj.forward(hidden),
+            |x| self.ln_f.forward(x),
+        )
     }
 
     fn unembed(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
-        let (b, s, d) = hidden.dims3()?;
-        let logits = hidden.reshape((b * s, d))?.matmul(&self.wte.t()?)?;
-        Ok(Some(logits.reshape((b, s, self.config.vocab_size))?))
-    }
-
-    fn device(&self) -> Device {
-        self.wte.device().clone()
-    }
-
-    fn dtype(&self) -> DType {
-        self.wte.dtype()
+        Ok(Some(unembed(hidden, &self.wte)?))
     }
 }

@@ -291,6 +291,42 @@ impl HookRun {
     pub(crate) fn into_recorded(self) -> BTreeMap<HookPoint, Tensor> {
         self.recorded
     }
+
+    /// The blocks of a pre-norm causal model (GPT-2, Llama), `resid_mid = x + attn(x)`,
+    /// `resid_post = resid_mid + mlp_out(mlp_hidden(resid_mid))` (each sublayer applies its own norm), then
+    /// the final norm, with every hook point passed on the way and the pass stopped once nothing further
+    /// is wanted (then `None`). `x` is the stream entering block 0.
+    pub fn pre_norm_blocks(
+        &mut self,
+        mut x: Tensor,
+        layers: usize,
+        attention: impl Fn(usize, &Tensor) -> Result<Tensor>,
+        mlp_hidden: impl Fn(usize, &Tensor) -> Result<Tensor>,
+        mlp_out: impl Fn(usize, &Tensor) -> Result<Tensor>,
+        final_norm: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Option<Tensor>> {
+        for l in 0..layers {
+            if !self.wants(HookPoint::ResidPre(l)) {
+                return Ok(None);
+            }
+            x = self.at(HookPoint::ResidPre(l), x)?;
+            if !self.wants(HookPoint::AttnOut(l)) {
+                return Ok(None);
+            }
+            let attn = self.at(HookPoint::AttnOut(l), attention(l, &x)?)?;
+            x = self.at(HookPoint::ResidMid(l), (x + attn)?)?;
+            if !self.wants(HookPoint::MlpPost(l)) {
+                return Ok(None);
+            }
+            let hidden = self.at(HookPoint::MlpPost(l), mlp_hidden(l, &x)?)?;
+            let mlp = self.at(HookPoint::MlpOut(l), mlp_out(l, &hidden)?)?;
+            x = self.at(HookPoint::ResidPost(l), (x + mlp)?)?;
+        }
+        if !self.wants(HookPoint::FinalNormalized) {
+            return Ok(None);
+        }
+        Ok(Some(self.at(HookPoint::FinalNormalized, final_norm(&x)?)?))
+    }
 }
 
 #[cfg(test)]

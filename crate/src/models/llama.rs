@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use super::hooks::{HookPoint, HookRun};
-use super::weights::{Linear, RmsNorm, Weights, attention, causal_mask, split_heads};
+use super::weights::{Linear, RmsNorm, Weights, attention, causal_mask, split_heads, unembed};
 use super::{Family, LanguageModel, ModelInfo, TokenBatch, model_error};
 use crate::error::Result;
 
@@ -266,54 +266,37 @@ impl LanguageModel for Llama {
         let d = self.config.hidden_size;
         let ids = batch.ids_tensor(&device)?;
         let embed = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, d))?;
-        let mut x = run.at(HookPoint::Embed, embed)?;
+        let x = run.at(HookPoint::Embed, embed)?;
         let mask = causal_mask(s, self.window, dtype, &device)?;
         let (cos, sin) = self.rotary(s, dtype, &device)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        for (l, block) in self.blocks.iter().enumerate() {
-            if !run.wants(HookPoint::ResidPre(l)) {
-                return Ok(None);
-            }
-            x = run.at(HookPoint::ResidPre(l), x)?;
-            if !run.wants(HookPoint::AttnOut(l)) {
-                return Ok(None);
-            }
-            let h = block.input_norm.forward(&x)?;
+        let attention_of = |l: usize, x: &Tensor| -> Result<Tensor> {
+            let block = &self.blocks[l];
+            let h = block.input_norm.forward(x)?;
             let q = split_heads(&block.q.forward(&h)?, self.heads, self.head_dim)?;
             let k = split_heads(&block.k.forward(&h)?, self.kv_heads, self.head_dim)?;
             let v = split_heads(&block.v.forward(&h)?, self.kv_heads, self.head_dim)?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            let attn = block.o.forward(&attention(&q, &k, &v, &mask, scale)?)?;
-            let attn = run.at(HookPoint::AttnOut(l), attn)?;
-            x = run.at(HookPoint::ResidMid(l), (x + attn)?)?;
-            if !run.wants(HookPoint::MlpPost(l)) {
-                return Ok(None);
-            }
-            let h = block.post_norm.forward(&x)?;
-            let hidden = (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
-            let hidden = run.at(HookPoint::MlpPost(l), hidden)?;
-            let mlp = run.at(HookPoint::MlpOut(l), block.down.forward(&hidden)?)?;
-            x = run.at(HookPoint::ResidPost(l), (x + mlp)?)?;
-        }
-        if !run.wants(HookPoint::FinalNormalized) {
-            return Ok(None);
-        }
-        Ok(Some(run.at(HookPoint::FinalNormalized, self.norm.forward(&x)?)?))
+            block.o.forward(&attention(&q, &k, &v, &mask, scale)?)
+        };
+        let mlp_hidden = |l: usize, x: &Tensor| -> Result<Tensor> {
+            let block = &self.blocks[l];
+            let h = block.post_norm.forward(x)?;
+            Ok((candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?)
+        };
+        run.pre_norm_blocks(
+            x,
+            self.blocks.len(),
+            attention_of,
+            mlp_hidden,
+            |l, hidden| self.blocks[l].down.forward(hidden),
+            |x| self.norm.forward(x),
+        )
     }
 
     fn unembed(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
-        let (b, s, d) = hidden.dims3()?;
-        let logits = hidden.reshape((b * s, d))?.matmul(&self.lm_head.t()?)?;
-        Ok(Some(logits.reshape((b, s, self.config.vocab_size))?))
-    }
-
-    fn device(&self) -> Device {
-        self.embed.device().clone()
-    }
-
-    fn dtype(&self) -> DType {
-        self.embed.dtype()
+        Ok(Some(unembed(hidden, &self.lm_head)?))
     }
 }
 

@@ -140,10 +140,6 @@ pub trait LanguageModel: Send + Sync {
 
     /// Logits `[batch, seq, vocab]` of the final hidden state; `None` for a model without an LM head.
     fn unembed(&self, hidden: &Tensor) -> Result<Option<Tensor>>;
-
-    fn device(&self) -> Device;
-
-    fn dtype(&self) -> DType;
 }
 
 /// How to load a model: the dtype to compute in (weights stored in another dtype are converted; default

@@ -219,6 +219,14 @@ impl RmsNorm {
     }
 }
 
+/// Logits `[b, s, vocab]` of `hidden` `[b, s, d]` against an unembedding stored `[vocab, d]` (a tied
+/// embedding or an `lm_head`).
+pub fn unembed(hidden: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (b, s, d) = hidden.dims3()?;
+    let logits = hidden.reshape((b * s, d))?.matmul(&weight.t()?)?;
+    Ok(logits.reshape((b, s, weight.dim(0)?))?)
+}
+
 /// Splits `[b, s, heads·d_head]` into `[b, heads, s, d_head]`.
 pub fn split_heads(x: &Tensor, heads: usize, d_head: usize) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
