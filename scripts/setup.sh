@@ -35,6 +35,18 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
+# OpenBLAS (Debian's package), which saekit's models use for their matrix products when it is there (found
+# at run time; without it they run on candle's own, slower kernels).
+if ! ldconfig -p 2>/dev/null | grep -q libopenblas.so.0; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing OpenBLAS (Debian)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null; } \
+      || echo "note: could not install OpenBLAS; models will use candle's own matrix kernels"
+  else
+    echo "note: OpenBLAS is not installed and this is not root; models will use candle's own matrix kernels"
+  fi
+fi
+
 # playwright-core for the JupyterLab browser check (tests/browser; pinned in its package-lock.json).
 if command -v npm >/dev/null && [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core (npm ci)"

@@ -8,10 +8,12 @@
 //! forward pass that threads its activations through a [`HookRun`]; the loss, logits and pooling are
 //! computed here, once for every family.
 //!
-//! Threads: candle's matrix products use `RAYON_NUM_THREADS` threads when it is set (read at each product),
-//! else one per physical core; set it before starting the process (a kernel's environment) to pin it.
+//! The large matrix products go through OpenBLAS when the system has it ([`blas`]), else candle's `gemm`.
+//! Threads: both use `RAYON_NUM_THREADS` threads when it is set, else one per core; set it before starting
+//! the process (a kernel's environment) to pin it.
 
 pub mod bert;
+pub mod blas;
 pub mod files;
 pub mod gpt2;
 pub mod hooks;

@@ -169,7 +169,7 @@ impl Linear {
         let dims = x.dims().to_vec();
         let d_in = *dims.last().unwrap_or(&0);
         let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
-        let y = x.reshape((rows, d_in))?.matmul(&self.w)?;
+        let y = super::blas::matmul(&x.reshape((rows, d_in))?, &self.w)?;
         let y = match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -223,7 +223,7 @@ impl RmsNorm {
 /// embedding or an `lm_head`).
 pub fn unembed(hidden: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let (b, s, d) = hidden.dims3()?;
-    let logits = hidden.reshape((b * s, d))?.matmul(&weight.t()?)?;
+    let logits = super::blas::matmul(&hidden.reshape((b * s, d))?, &weight.t()?)?;
     Ok(logits.reshape((b, s, weight.dim(0)?))?)
 }
 
