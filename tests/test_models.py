@@ -122,7 +122,8 @@ def run_error(saekit, *args):
     done = saekit(*map(str, args))
     assert done.returncode != 0, f"saekit {' '.join(map(str, args))} should have failed; stdout:\n{done.stdout}"
     # Failing for the right reason: the command and its flags were understood.
-    assert "unknown command" not in done.stderr and "unknown option" not in done.stderr, done.stderr
+    misread = ["unrecognized subcommand", "unexpected argument", "invalid value"]
+    assert not any(m in done.stderr for m in misread), done.stderr
     assert done.stderr.strip(), "an error needs a message on stderr"
     return done.stderr
 

@@ -781,10 +781,18 @@ fn cli_file_commands_and_errors() {
     // Unknown commands and options fail with the usage.
     let out = run(&ws_dir, &["frobnicate"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown command `frobnicate`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unrecognized subcommand 'frobnicate'") && stderr(&out).contains("Usage:"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&ws_dir, &["add", "x", file_str, "--bogus"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown option --bogus"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unexpected argument '--bogus'") && stderr(&out).contains("Usage:"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
