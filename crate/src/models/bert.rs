@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use serde::Deserialize;
 
 use super::hooks::{HookPoint, HookRun};
-use super::weights::{LayerNorm, Linear, Weights, attention, padding_mask, split_heads};
+use super::weights::{LayerNorm, Linear, Weights, attention, gelu_erf, padding_mask, split_heads};
 use super::{Family, LanguageModel, ModelInfo, TokenBatch, model_error};
 use crate::error::Result;
 
@@ -169,7 +169,7 @@ impl LanguageModel for Bert {
             if !run.wants(HookPoint::MlpPost(l)) {
                 return Ok(None);
             }
-            let hidden = run.at(HookPoint::MlpPost(l), block.intermediate.forward(&x)?.gelu_erf()?)?;
+            let hidden = run.at(HookPoint::MlpPost(l), gelu_erf(&block.intermediate.forward(&x)?)?)?;
             let mlp = run.at(HookPoint::MlpOut(l), block.output.forward(&hidden)?)?;
             x = run.at(HookPoint::ResidPost(l), block.output_norm.forward(&(mlp + x)?)?)?;
         }

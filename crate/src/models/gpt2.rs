@@ -7,7 +7,7 @@ use candle_core::{IndexOp, Tensor};
 use serde::Deserialize;
 
 use super::hooks::{HookPoint, HookRun};
-use super::weights::{LayerNorm, Linear, Weights, attention, causal_mask, split_heads, unembed};
+use super::weights::{LayerNorm, Linear, Weights, attention, causal_mask, gelu_erf, gelu_tanh, split_heads, unembed};
 use super::{Family, LanguageModel, ModelInfo, TokenBatch, model_error};
 use crate::error::Result;
 
@@ -168,8 +168,8 @@ impl LanguageModel for Gpt2 {
             let block = &self.blocks[l];
             let hidden = block.c_fc.forward(&block.ln_2.forward(x)?)?;
             Ok(match self.activation {
-                Activation::GeluNew => hidden.gelu()?,
-                Activation::Gelu => hidden.gelu_erf()?,
+                Activation::GeluNew => gelu_tanh(&hidden)?,
+                Activation::Gelu => gelu_erf(&hidden)?,
                 Activation::Relu => hidden.relu()?,
             })
         };
