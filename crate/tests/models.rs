@@ -452,3 +452,33 @@ fn the_hubs_gpt2_tokenizer_json_has_the_embedded_identity() {
     std::fs::write(&path, fewer.to_string()).unwrap();
     assert_ne!(Tokenizer::from_file(&path).unwrap().hash(), embedded.hash());
 }
+
+/// Mistral's sliding window: with a window of 2 and two blocks, position t sees tokens t−2..t only, so the
+/// first token cannot reach position 3 (it does without the window).
+#[test]
+fn a_sliding_window_limits_what_each_position_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    write_llama(dir.path(), false);
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let hook = "blocks.1.hook_resid_post";
+    let reach = |config: &serde_json::Value| -> (f32, f32) {
+        std::fs::write(&path, config.to_string()).unwrap();
+        let model = Model::load(dir.path().to_str().unwrap()).unwrap();
+        let run = |first: u32| {
+            model.run(&TokenBatch::new(&[vec![first, 11, 12, 13, 14]]).unwrap(), &Forward::new().hook(hook)).unwrap()
+        };
+        let (a, b) = (run(10), run(500));
+        let delta = (a.get(hook).unwrap() - b.get(hook).unwrap()).unwrap().abs().unwrap().get(0).unwrap();
+        let worst = |t: usize| values(&delta.get(t).unwrap()).into_iter().fold(0f32, f32::max);
+        (worst(2), worst(3))
+    };
+    let (near, far) = reach(&config);
+    assert!(near > 1e-4 && far > 1e-4, "without a window the first token reaches every position: {near} {far}");
+    config["model_type"] = "mistral".into();
+    config["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+    config["sliding_window"] = 2.into();
+    let (near, far) = reach(&config);
+    assert!(near > 1e-4, "position 2 still sees token 0 through block 0: {near}");
+    assert_eq!(far, 0.0, "position 3 is out of reach");
+}
