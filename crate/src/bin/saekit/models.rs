@@ -191,7 +191,8 @@ fn bench(model: &Model, hook: &str, batch: usize, seq: usize, reps: usize) -> Re
     }
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let mid = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] };
     Ok(serde_json::json!({
         "impl": "saekit", "model": model.name(), "hook": hook, "batch": batch, "seq": seq,
         "threads": std::env::var("RAYON_NUM_THREADS").ok(), "dtype": model.info().dtype,
