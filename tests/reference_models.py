@@ -747,7 +747,7 @@ def make_tiny_llama(out_dir, seed: int = 0, variant: str = "llama") -> Path:
     llama: hidden 64, 4 heads, 2 kv heads (GQA), untied lm_head; tied: tie_word_embeddings, no lm_head.weight;
     qwen2: model_type qwen2 with q/k/v biases; llama3_rope: rope_scaling llama3 (factor 8, low 1, high 4,
     original 64, so the 8 frequencies fall in all three bands); bf16: BF16 weights; head_dim: explicit
-    head_dim 24 (≠ hidden/heads = 16); attention_bias: llama with "attention_bias": true."""
+    head_dim 24 (≠ hidden/heads = 16); attention_bias: llama with "attention_bias": true (biases on q/k/v and on o_proj, as transformers builds it)."""
     if variant not in LLAMA_VARIANTS:
         raise ValueError(variant)
     out = Path(out_dir)
@@ -802,6 +802,8 @@ def make_tiny_llama(out_dir, seed: int = 0, variant: str = "llama") -> Path:
             if bias:
                 t[p + f"self_attn.{name}.bias"] = _normal(rng, rows, 0.1)
         t[p + "self_attn.o_proj.weight"] = _normal(rng, (D, H * hd), 0.15)
+        if variant == "attention_bias":  # transformers' Llama: o_proj = Linear(..., bias=attention_bias)
+            t[p + "self_attn.o_proj.bias"] = _normal(rng, D, 0.1)
         t[p + "post_attention_layernorm.weight"] = _norm_weight(rng, D)
         t[p + "mlp.gate_proj.weight"] = _normal(rng, (d_mlp, D), 0.15)
         t[p + "mlp.up_proj.weight"] = _normal(rng, (d_mlp, D), 0.15)

@@ -482,3 +482,73 @@ fn a_sliding_window_limits_what_each_position_sees() {
     assert!(near > 1e-4, "position 2 still sees token 0 through block 0: {near}");
     assert_eq!(far, 0.0, "position 3 is out of reach");
 }
+
+/// θ from `rope_parameters` (newer transformers) is θ; Llama's `attention_bias` puts a bias on o_proj too.
+#[test]
+fn config_fields_are_read_as_transformers_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_llama(dir.path(), false);
+    let path = dir.path().join("config.json");
+    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let hook = "blocks.1.hook_resid_post";
+    let output = |config: &serde_json::Value| -> saekit::Result<Vec<f32>> {
+        std::fs::write(&path, config.to_string()).unwrap();
+        let model = Model::load(dir.path().to_str().unwrap())?;
+        Ok(values(model.run(&batch(), &Forward::new().hook(hook))?.get(hook)?))
+    };
+    let mut top = original.clone();
+    top["rope_theta"] = 500_000.0.into();
+    let mut nested = original.clone();
+    nested.as_object_mut().unwrap().remove("rope_theta");
+    nested["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 500_000.0});
+    let (plain, top, nested) = (output(&original).unwrap(), output(&top).unwrap(), output(&nested).unwrap());
+    assert_eq!(top, nested, "rope_parameters.rope_theta is the θ");
+    assert_ne!(plain, top, "θ matters");
+
+    let mut biased = original.clone();
+    biased["attention_bias"] = true.into();
+    let e = output(&biased).unwrap_err().to_string();
+    assert!(e.contains("q_proj.bias"), "{e}");
+    let mut weights = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    for l in 0..2 {
+        for (name, d) in [("q_proj", 16), ("k_proj", 8), ("v_proj", 8)] {
+            weights.insert(format!("model.layers.{l}.self_attn.{name}.bias"), Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap());
+        }
+    }
+    candle_core::safetensors::save(&weights, dir.path().join("model.safetensors")).unwrap();
+    let e = output(&biased).unwrap_err().to_string();
+    assert!(e.contains("o_proj.bias"), "o_proj has a bias too under attention_bias: {e}");
+}
+
+#[test]
+fn a_replacement_must_keep_shape_and_dtype_and_comes_once_per_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    write_gpt2(dir.path(), "", false);
+    let model = Model::load(dir.path().to_str().unwrap()).unwrap();
+    let hook = "blocks.0.hook_resid_post";
+    let e = model.run(&batch(), &Forward::new().hook(hook).replace(hook, |x| Ok(x.to_dtype(DType::F64)?))).unwrap_err();
+    assert!(e.to_string().contains("F64") && e.to_string().contains(hook), "{e}");
+    let twice = Forward::new().replace(hook, |x| Ok(x.clone())).replace(hook, |x| Ok(x.clone())).hook(hook);
+    let e = model.run(&batch(), &twice).unwrap_err().to_string();
+    assert!(e.contains("replaced twice"), "{e}");
+}
+
+/// A sentence-transformers folder whose embedding is not mean pooling (or has a Dense head) is refused
+/// rather than given a wrong embedding.
+#[test]
+fn sentence_embeddings_other_than_mean_pooling_are_refused() {
+    use saekit::models::bert::check_pooling;
+    let mean = serde_json::json!({"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": false});
+    let modules = |extra: &str| {
+        serde_json::json!([{"type": "sentence_transformers.models.Transformer"},
+            {"type": "sentence_transformers.models.Pooling"}, {"type": extra}])
+    };
+    check_pooling("m", Some(&mean), Some(&modules("sentence_transformers.models.Normalize"))).unwrap();
+    let e = check_pooling("m", Some(&mean), Some(&modules("sentence_transformers.models.Dense"))).unwrap_err();
+    assert!(e.to_string().contains("Dense"), "{e}");
+    let cls = serde_json::json!({"pooling_mode_mean_tokens": false, "pooling_mode_cls_token": true});
+    let e = check_pooling("m", Some(&cls), None).unwrap_err();
+    assert!(e.to_string().contains("pooling_mode_cls_token"), "{e}");
+    let weighted = serde_json::json!({"pooling_mode_mean_tokens": true, "pooling_mode_weightedmean_tokens": true});
+    assert!(check_pooling("m", Some(&weighted), None).is_err());
+}

@@ -188,20 +188,50 @@ pub fn normalizes(modules_json: Option<&serde_json::Value>) -> bool {
     })
 }
 
-/// Refuses a model whose pooling is not the mean (`1_Pooling/config.json`), which is all saekit computes.
-pub fn check_pooling(name: &str, pooling: Option<&serde_json::Value>) -> Result<()> {
+/// Refuses a sentence-transformers model whose embedding is not what saekit computes: pooling other than
+/// the mean of the tokens (`1_Pooling/config.json`), or modules beyond Transformer, Pooling and Normalize
+/// (a `Dense` projection, say) in `modules.json`.
+pub fn check_pooling(
+    name: &str,
+    pooling: Option<&serde_json::Value>,
+    modules: Option<&serde_json::Value>,
+) -> Result<()> {
+    if let Some(modules) = modules.and_then(|m| m.as_array()) {
+        let known = [".Transformer", ".Pooling", ".Normalize"];
+        let other: Vec<&str> = modules
+            .iter()
+            .filter_map(|m| m.get("type").and_then(|t| t.as_str()))
+            .filter(|t| !known.iter().any(|k| t.ends_with(k)))
+            .collect();
+        if !other.is_empty() {
+            return Err(model_error(
+                name,
+                format!(
+                    "modules.json has {}; saekit's sentence embedding is mean pooling (and Normalize) only",
+                    other.join(", ")
+                ),
+            ));
+        }
+    }
     let Some(pooling) = pooling else { return Ok(()) };
-    let on = |key: &str| pooling.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
-    let other: Vec<&str> = ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"]
-        .into_iter()
-        .filter(|k| on(k))
-        .collect();
-    if other.is_empty() {
+    let modes: Vec<&str> = pooling
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| k.starts_with("pooling_mode_") && v.as_bool() == Some(true))
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if modes == ["pooling_mode_mean_tokens"] {
         Ok(())
     } else {
         Err(model_error(
             name,
-            format!("1_Pooling asks for {}; saekit's sentence embedding is mean pooling only", other.join(", ")),
+            format!(
+                "1_Pooling asks for {}; saekit's sentence embedding is mean pooling (pooling_mode_mean_tokens) only",
+                if modes.is_empty() { "no pooling mode".to_string() } else { modes.join(", ") }
+            ),
         ))
     }
 }

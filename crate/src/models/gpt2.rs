@@ -31,6 +31,9 @@ pub struct Gpt2Config {
     pub layer_norm_epsilon: f64,
     #[serde(default = "yes")]
     pub scale_attn_weights: bool,
+    /// Mistral/Stanford CRFM GPT-2s divide attention scores by the layer number too; not supported.
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
 }
 
 fn default_activation() -> String {
@@ -82,6 +85,9 @@ impl Gpt2 {
                 ));
             }
         };
+        if config.scale_attn_by_inverse_layer_idx {
+            return Err(model_error(name, "scale_attn_by_inverse_layer_idx is not supported"));
+        }
         let (d, n) = (config.n_embd, config.n_layer);
         let positions = config
             .n_positions

@@ -261,10 +261,12 @@ impl HookRun {
         let x = match self.replace.get(&point) {
             Some(f) => {
                 let y = f(&x)?;
-                if y.dims() != x.dims() {
+                if y.dims() != x.dims() || y.dtype() != x.dtype() {
                     return Err(Error::InvalidArgument(format!(
-                        "the replacement at {point} returned shape {:?}, expected {:?}",
+                        "the replacement at {point} returned {:?} {:?}, expected {:?} {:?} (what it was given)",
+                        y.dtype(),
                         y.dims(),
+                        x.dtype(),
                         x.dims()
                     )));
                 }

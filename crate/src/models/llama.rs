@@ -21,6 +21,8 @@ use crate::error::Result;
 pub struct LlamaConfig {
     #[serde(default)]
     pub model_type: String,
+    #[serde(default)]
+    pub architectures: Vec<String>,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -32,10 +34,13 @@ pub struct LlamaConfig {
     pub head_dim: Option<usize>,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// Newer transformers write θ and the scaling together here instead.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_positions")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -54,9 +59,6 @@ pub struct LlamaConfig {
 
 fn default_eps() -> f64 {
     1e-6
-}
-fn default_theta() -> f64 {
-    10_000.0
 }
 fn default_positions() -> usize {
     2048
@@ -92,7 +94,28 @@ pub struct Llama {
 }
 
 impl Llama {
-    pub fn load(name: &str, config: LlamaConfig, weights: Weights) -> Result<Llama> {
+    pub fn load(name: &str, mut config: LlamaConfig, weights: Weights) -> Result<Llama> {
+        if config.model_type.is_empty() {
+            config.model_type = match config.architectures.first().map(String::as_str) {
+                Some("Qwen2ForCausalLM") => "qwen2",
+                Some("MistralForCausalLM") => "mistral",
+                _ => "llama",
+            }
+            .into();
+        }
+        let qwen2 = config.model_type == "qwen2";
+        if qwen2 && config.use_sliding_window == Some(true) {
+            return Err(model_error(
+                name,
+                "Qwen-2 with use_sliding_window (a window on the layers past max_window_layers) is not supported",
+            ));
+        }
+        let parameters = config.rope_parameters.as_ref();
+        let theta = config
+            .rope_theta
+            .or_else(|| parameters.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64))
+            .unwrap_or(10_000.0);
+        let scaling = config.rope_scaling.clone().or_else(|| parameters.cloned());
         if config.hidden_act != "silu" {
             return Err(model_error(name, format!("hidden_act `{}` is not supported (silu is)", config.hidden_act)));
         }
@@ -106,12 +129,11 @@ impl Llama {
                 format!("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}"),
             ));
         }
-        let inv_freq = rope_frequencies(name, head_dim, config.rope_theta, config.rope_scaling.as_ref())?;
-        let qkv_bias = config.attention_bias.unwrap_or(config.model_type == "qwen2");
-        let window = match config.model_type.as_str() {
-            "qwen2" if config.use_sliding_window != Some(true) => None,
-            _ => config.sliding_window,
-        };
+        let inv_freq = rope_frequencies(name, head_dim, theta, scaling.as_ref())?;
+        // Qwen-2 has biases on q/k/v only; Llama's `attention_bias` puts them on o_proj too.
+        let qkv_bias = config.attention_bias.unwrap_or(qwen2);
+        let o_bias = !qwen2 && config.attention_bias == Some(true);
+        let window = if qwen2 { None } else { config.sliding_window };
         let weights = weights.with_prefix_of(&["model.", ""], "embed_tokens.weight")?;
         let (n, d_mlp) = (config.num_hidden_layers, config.intermediate_size);
         let eps = config.rms_norm_eps;
@@ -123,7 +145,7 @@ impl Llama {
                     q: Linear::load(&weights, &format!("{p}.self_attn.q_proj"), d, heads * head_dim, qkv_bias)?,
                     k: Linear::load(&weights, &format!("{p}.self_attn.k_proj"), d, kv_heads * head_dim, qkv_bias)?,
                     v: Linear::load(&weights, &format!("{p}.self_attn.v_proj"), d, kv_heads * head_dim, qkv_bias)?,
-                    o: Linear::load(&weights, &format!("{p}.self_attn.o_proj"), heads * head_dim, d, false)?,
+                    o: Linear::load(&weights, &format!("{p}.self_attn.o_proj"), heads * head_dim, d, o_bias)?,
                     post_norm: RmsNorm::load(&weights, &format!("{p}.post_attention_layernorm"), d, eps)?,
                     gate: Linear::load(&weights, &format!("{p}.mlp.gate_proj"), d, d_mlp, config.mlp_bias)?,
                     up: Linear::load(&weights, &format!("{p}.mlp.up_proj"), d, d_mlp, config.mlp_bias)?,
@@ -145,12 +167,13 @@ impl Llama {
         let lm_head = untied.unwrap_or_else(|| embed.clone());
         let mut notes = vec![format!(
             "rope θ {}{}, {}",
-            config.rope_theta,
-            config
-                .rope_scaling
+            theta,
+            scaling
                 .as_ref()
                 .and_then(|s| s.get("rope_type").or(s.get("type")))
-                .map_or(String::new(), |t| format!(" ({} scaling)", t.as_str().unwrap_or("?"))),
+                .and_then(|t| t.as_str())
+                .filter(|t| *t != "default")
+                .map_or(String::new(), |t| format!(" ({t} scaling)")),
             if tied { "tied unembedding" } else { "separate unembedding" }
         )];
         if qkv_bias {
@@ -162,12 +185,14 @@ impl Llama {
         let info = ModelInfo {
             name: name.to_string(),
             family: Family::Llama,
-            architecture: match config.model_type.as_str() {
-                "qwen2" => "Qwen2ForCausalLM",
-                "mistral" => "MistralForCausalLM",
-                _ => "LlamaForCausalLM",
-            }
-            .into(),
+            architecture: config.architectures.first().cloned().unwrap_or_else(|| {
+                match config.model_type.as_str() {
+                    "qwen2" => "Qwen2ForCausalLM",
+                    "mistral" => "MistralForCausalLM",
+                    _ => "LlamaForCausalLM",
+                }
+                .into()
+            }),
             layers: n,
             width: d,
             heads,

@@ -211,7 +211,11 @@ impl Model {
             Some(hub) => hub.clone(),
             None => Hub::from_env()?,
         };
-        Model::from_files(ModelFiles::from_hub(&hub, spec)?, options)
+        let files = ModelFiles::from_hub(&hub, spec).map_err(|e| match e {
+            Error::RepoNotFound { .. } => model_error(spec, format!("no local folder `{spec}`, and on the Hub: {e}")),
+            e => e,
+        })?;
+        Model::from_files(files, options)
     }
 
     /// A model from files already found.
@@ -222,25 +226,25 @@ impl Model {
             config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str()).unwrap_or_default().to_string();
         let model_type = config.get("model_type").and_then(|t| t.as_str()).unwrap_or_default().to_string();
         let weights = weights::Weights::open(&name, &files.weights, options.dtype, &options.device)?;
-        let parse =
-            |what: &str| -> Error { model_error(&name, format!("config.json does not describe a {what} model: ")) };
+        let normalize_embedding = bert::normalizes(files.modules.as_ref());
+        let parse = |what: &str, e: serde_json::Error| -> Error {
+            model_error(&name, format!("config.json does not describe a {what} model: {e}"))
+        };
         let inner: Arc<dyn LanguageModel> = match (model_type.as_str(), architecture.as_str()) {
             ("gpt2", _) | (_, "GPT2LMHeadModel" | "GPT2Model") => {
-                let c: gpt2::Gpt2Config = serde_json::from_value(config.clone())
-                    .map_err(|e| model_error(&name, format!("{} {e}", parse("GPT-2"))))?;
+                let c: gpt2::Gpt2Config = serde_json::from_value(config.clone()).map_err(|e| parse("GPT-2", e))?;
                 Arc::new(gpt2::Gpt2::load(&name, c, weights)?)
             }
             ("llama" | "mistral" | "qwen2", _)
             | (_, "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM") => {
-                let c: llama::LlamaConfig = serde_json::from_value(config.clone())
-                    .map_err(|e| model_error(&name, format!("{} {e}", parse("Llama-family"))))?;
+                let c: llama::LlamaConfig =
+                    serde_json::from_value(config.clone()).map_err(|e| parse("Llama-family", e))?;
                 Arc::new(llama::Llama::load(&name, c, weights)?)
             }
             ("bert", _) | (_, "BertModel" | "BertForMaskedLM") => {
-                bert::check_pooling(&name, files.pooling.as_ref())?;
-                let c: bert::BertConfig = serde_json::from_value(config.clone())
-                    .map_err(|e| model_error(&name, format!("{} {e}", parse("BERT"))))?;
-                Arc::new(bert::Bert::load(&name, c, weights, bert::normalizes(files.modules.as_ref()))?)
+                bert::check_pooling(&name, files.pooling.as_ref(), files.modules.as_ref())?;
+                let c: bert::BertConfig = serde_json::from_value(config.clone()).map_err(|e| parse("BERT", e))?;
+                Arc::new(bert::Bert::load(&name, c, weights, normalize_embedding)?)
             }
             ("gemma" | "gemma2" | "gemma3" | "gemma3_text", _) => {
                 return Err(model_error(
@@ -265,7 +269,9 @@ impl Model {
         };
         let mut info = inner.info().clone();
         info.source = files.dir.display().to_string();
-        let normalize_embedding = bert::normalizes(files.modules.as_ref());
+        if !architecture.is_empty() {
+            info.architecture = architecture;
+        }
         let tokenizer = match &files.tokenizer {
             Some(path) => {
                 let mut t = Tokenizer::from_file(path)?;
@@ -354,6 +360,17 @@ impl Model {
         if forward.embedding && info.sentence_embedding.is_none() {
             return Err(model_error(&info.name, "this model has no sentence embedding (BERT encoders do)"));
         }
+        if forward.loss && batch.lengths().iter().all(|&l| l < 2) {
+            return Err(model_error(&info.name, "the next-token loss needs a sequence of at least 2 tokens"));
+        }
+        let mut replaced = BTreeSet::new();
+        for (hook, _) in &forward.replace {
+            if !replaced.insert(self.hook(hook)?) {
+                return Err(Error::InvalidArgument(format!(
+                    "{hook} is replaced twice in one pass; compose the two functions into one replacement"
+                )));
+            }
+        }
         let capture: BTreeSet<HookPoint> = forward.hooks.iter().map(|h| self.hook(h)).collect::<Result<_>>()?;
         let replace: HashMap<HookPoint, HookFn> =
             forward.replace.iter().map(|(h, f)| Ok((self.hook(h)?, f.clone()))).collect::<Result<_>>()?;
@@ -365,7 +382,7 @@ impl Model {
             if forward.logits || forward.loss {
                 let logits = self.inner.unembed(&hidden)?.ok_or_else(|| model_error(&info.name, "no LM head"))?;
                 if forward.loss {
-                    let (loss, per_token) = output::next_token_loss(&logits, batch)?;
+                    let (loss, per_token) = output::next_token_loss(&info.name, &logits, batch)?;
                     out.loss = Some(loss);
                     out.token_losses = Some(per_token);
                 }

@@ -179,10 +179,10 @@ impl ModelOutput {
 
 /// Mean next-token cross-entropy of `logits` `[b, s, V]` against the batch's own ids, and the per-position
 /// losses `[b, s − 1]` (0 past each sequence's end).
-pub(crate) fn next_token_loss(logits: &Tensor, batch: &TokenBatch) -> Result<(f32, Tensor)> {
+pub(crate) fn next_token_loss(model: &str, logits: &Tensor, batch: &TokenBatch) -> Result<(f32, Tensor)> {
     let (b, s, _) = logits.dims3()?;
     if s < 2 {
-        return Err(model_error("model", "the next-token loss needs sequences of at least 2 tokens"));
+        return Err(model_error(model, "the next-token loss needs a sequence of at least 2 tokens"));
     }
     let device = logits.device();
     let log_probs = candle_nn::ops::log_softmax(&logits.narrow(1, 0, s - 1)?.to_dtype(DType::F32)?, D::Minus1)?;
@@ -197,7 +197,7 @@ pub(crate) fn next_token_loss(logits: &Tensor, batch: &TokenBatch) -> Result<(f3
     let per_token = (nll * valid)?;
     let total = per_token.sum_all()?.to_scalar::<f32>()?;
     if count == 0.0 {
-        return Err(model_error("model", "the next-token loss needs a sequence of at least 2 tokens"));
+        return Err(model_error(model, "the next-token loss needs a sequence of at least 2 tokens"));
     }
     Ok((total / count, per_token))
 }

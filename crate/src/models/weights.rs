@@ -301,7 +301,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
         (expand(k)?, expand(v)?)
     };
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    // The softmax sums in f32 whatever the model computes in, as transformers does.
+    let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
     let context = probs.matmul(&v.contiguous()?)?;
     Ok(context.transpose(1, 2)?.reshape((b, s, h * d))?)
 }

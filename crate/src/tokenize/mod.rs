@@ -214,8 +214,9 @@ impl Tokenizer {
     }
 }
 
-/// See [`Tokenizer::hash`]. Left out on purpose: the decoder, the post-processor (special tokens it adds are
-/// in the added tokens), truncation and padding, and `trim_offsets` (offsets only); BPE's empty affixes are
+/// See [`Tokenizer::hash`]. Left out on purpose: the decoder, the post-processor (it decides which special
+/// tokens [`Tokenizer::encode_with_special_tokens`] adds around a text, not what any id means; token stores
+/// record their own BOS/EOS choices), truncation and padding, and `trim_offsets` (offsets only); BPE's empty affixes are
 /// the same as none.
 fn canonical_identity(tokenizer: &HfTokenizer) -> String {
     use serde_json::Value;

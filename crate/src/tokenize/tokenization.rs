@@ -276,6 +276,11 @@ impl Tokenization {
         if hash == self.row.tokenizer_hash {
             return Ok(());
         }
+        // Stores made before identities were canonical recorded a hash of the file's bytes: the tokenizer
+        // saved beside the tokens decides.
+        if self.tokenizer().is_ok_and(|saved| saved.hash() == hash) {
+            return Ok(());
+        }
         Err(Error::TokenizerMismatch {
             store: self.row.artifact_path.clone(),
             made_with: format!(

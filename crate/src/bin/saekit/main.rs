@@ -75,7 +75,11 @@ enum Command {
     /// A dataset's card
     Show { name: String },
     /// Set a dataset's tags
-    Tag { name: String, tags: Vec<String> },
+    Tag {
+        name: String,
+        #[arg(allow_hyphen_values = true)]
+        tags: Vec<String>,
+    },
     /// Delete a dataset and the files saekit made for it; one that was tokenized is refused unless --cascade
     Delete {
         name: String,
@@ -114,7 +118,7 @@ struct SourceArgs {
     #[arg(long, value_name = "COLUMN")]
     text: Option<String>,
     /// Build the text from columns, e.g. '{instruction}\n\n{output}'
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     template: Option<String>,
     /// Skip and count unreadable records instead of stopping
     #[arg(long)]

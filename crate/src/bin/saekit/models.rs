@@ -70,10 +70,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Token ids, sequences separated by `;` (right-padded), e.g. '1,2,3;4,5'
-    #[arg(long, conflicts_with = "text")]
+    #[arg(long, conflicts_with = "text", required_unless_present = "text")]
     ids: Option<String>,
     /// A text, encoded with the model's tokenizer and special tokens (repeatable)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     text: Vec<String>,
     /// Also write the logits
     #[arg(long)]
@@ -144,22 +144,25 @@ fn run(args: RunArgs) -> Result<()> {
             .ok_or_else(|| Error::InvalidArgument(format!("--scale {scale}: expected HOOK=FACTOR")))?;
         forward = forward.replace(hook, move |x| Ok((x * factor)?));
     }
-    let model = Model::load_with(&args.model, &args.load.options())?;
-    let batch = match (&args.ids, args.text.is_empty()) {
-        (Some(ids), true) => {
-            let sequences = ids
-                .split(';')
+    // The ids are checked before the model is loaded (perhaps downloaded).
+    let ids = args
+        .ids
+        .as_deref()
+        .map(|ids| {
+            ids.split(';')
                 .map(|s| {
                     s.split(',')
                         .map(|i| i.trim().parse::<u32>())
                         .collect::<std::result::Result<Vec<u32>, _>>()
                         .map_err(|e| Error::InvalidArgument(format!("--ids {s:?}: {e}")))
                 })
-                .collect::<Result<Vec<_>>>()?;
-            TokenBatch::new(&sequences)?
-        }
-        (None, false) => model.encode(&args.text)?,
-        _ => return Err(Error::InvalidArgument("give either --ids or --text".into())),
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let model = Model::load_with(&args.model, &args.load.options())?;
+    let batch = match ids {
+        Some(sequences) => TokenBatch::new(&sequences)?,
+        None => model.encode(&args.text)?,
     };
     let output = model.run(&batch, &forward)?;
     output.save(&args.out)?;
