@@ -512,7 +512,10 @@ fn config_fields_are_read_as_transformers_writes_them() {
     let mut weights = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
     for l in 0..2 {
         for (name, d) in [("q_proj", 16), ("k_proj", 8), ("v_proj", 8)] {
-            weights.insert(format!("model.layers.{l}.self_attn.{name}.bias"), Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap());
+            weights.insert(
+                format!("model.layers.{l}.self_attn.{name}.bias"),
+                Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap(),
+            );
         }
     }
     candle_core::safetensors::save(&weights, dir.path().join("model.safetensors")).unwrap();

@@ -245,6 +245,22 @@ impl Render for ModelInfo {
     }
 }
 
+impl Render for TokenBatch {
+    fn bundle(&self) -> MimeBundle {
+        let mut table = Table::new(
+            format!("{} sequences, {} tokens (padded to {})", self.batch, count(self.num_tokens() as u64), self.seq),
+            &["sequence", "tokens", "first ids"],
+        );
+        for (b, &len) in self.lengths.iter().enumerate().take(20) {
+            let ids = &self.ids[b * self.seq..b * self.seq + len];
+            let head: Vec<String> = ids.iter().take(12).map(u32::to_string).collect();
+            let more = if len > 12 { ", …" } else { "" };
+            table.row(vec![b.to_string(), len.to_string(), format!("{}{more}", head.join(", "))]);
+        }
+        table.bundle()
+    }
+}
+
 impl Render for Model {
     fn bundle(&self) -> MimeBundle {
         self.info.bundle()
@@ -317,5 +333,8 @@ mod tests {
         assert_eq!(batch.num_tokens(), 4);
         assert!(TokenBatch::new(&[vec![1u32], vec![]]).is_err());
         assert!(TokenBatch::rectangular(vec![1, 2, 3], 2, 2).is_err());
+        let shown = batch.bundle();
+        assert!(shown.plain().contains("2 sequences, 4 tokens (padded to 3)"), "{}", shown.plain());
+        assert!(shown.plain().contains("5, 6, 7") && shown.get("text/html").is_some());
     }
 }

@@ -253,6 +253,10 @@ fn map_f32(x: &Tensor, f: impl Fn(f32) -> f32 + Copy + Send) -> Result<Tensor> {
         .filter(|&t| t > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let chunk = values.len().div_ceil(threads).max(1 << 14);
+    if values.len() <= chunk {
+        values.iter_mut().for_each(|v| *v = f(*v));
+        return Ok(Tensor::from_vec(values, dims, x.device())?);
+    }
     std::thread::scope(|scope| {
         for part in values.chunks_mut(chunk) {
             scope.spawn(move || part.iter_mut().for_each(|v| *v = f(*v)));
