@@ -9,6 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in saekit.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A piece of work would use more memory or disk than it was given; `plan` lists what it needs.
+    #[error("{what} needs {needs}, more than the {budget} budget:\n{plan}")]
+    OverBudget { what: String, needs: String, budget: String, plan: String },
     /// An I/O error while touching `path`.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

@@ -4,10 +4,12 @@
 //! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
 //! dataset, [`tokenize`] turns datasets into token stores, and [`hub`] brings datasets and tokenizers
-//! from the Hugging Face Hub. [`models`] runs language models (GPT-2, Llama, BERT) to named hook points. Every artifact is made through the catalog's one lifecycle
+//! from the Hugging Face Hub. [`models`] runs language models (GPT-2, Llama, BERT) to named hook points, and [`activations`] caches
+//! their activations and serves them as shuffled training batches. Every artifact is made through the catalog's one lifecycle
 //! ([`catalog::Request`], run with [`Workspace::make`], [`Workspace::make_job`] or [`Workspace::make_with`]). [`display`] renders values
 //! for notebooks, terminals and HTML reports; stages use it, never the reverse.
 
+pub mod activations;
 pub mod catalog;
 pub mod data;
 pub mod display;
@@ -35,6 +37,7 @@ pub mod interop;
 /// What a notebook or script usually needs: `use saekit::prelude::*;`. Bringing [`display::Render`]
 /// into scope is what lets evcxr show saekit values richly.
 pub mod prelude {
+    pub use crate::activations::{ActivationBatch, ActivationCache, ActivationSpec, ActivationStore, CacheDtype};
     pub use crate::catalog::{Artifact, Dataset, DatasetFilter, DatasetList, DatasetStatus, Lineage, Workspace};
     pub use crate::display::{
         Card, Histogram, LineChart, LiveDisplay, MimeBundle, Render, Table, clear_output, show, show_live,

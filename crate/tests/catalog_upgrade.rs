@@ -393,7 +393,10 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     let started = std::time::Instant::now();
     let fx = v1_workspace();
     let root = &fx.root;
-    assert_eq!(SCHEMA_VERSION, 2, "this test upgrades v1 to v2; add the next version's checks");
+    assert_eq!(
+        SCHEMA_VERSION, 3,
+        "this test upgrades v1 to v3 (v3 adds two empty tables); add the next version's checks"
+    );
 
     let ws = Workspace::open(root).unwrap();
     let root = ws.root().to_path_buf(); // canonical
@@ -401,7 +404,10 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     // --- the schema ---
     let conn = Connection::open(root.join("catalog.sqlite")).unwrap();
     assert_eq!(user_version(&conn), SCHEMA_VERSION);
-    assert_eq!(names(&conn, "table"), ["artifact_tags", "artifacts", "datasets", "lineage", "tokenizations"]);
+    assert_eq!(
+        names(&conn, "table"),
+        ["activation_caches", "artifact_tags", "artifacts", "datasets", "lineage", "models", "tokenizations"]
+    );
     assert_eq!(
         names(&conn, "index"),
         ["artifact_tags_tag", "artifacts_status", "datasets_source", "lineage_parent"],

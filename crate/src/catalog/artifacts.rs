@@ -33,6 +33,8 @@ pub enum ArtifactStatus {
     Downloading,
     /// Documents are being tokenized.
     Tokenizing,
+    /// A model's activations are being computed and written.
+    Caching,
     /// Complete and usable.
     Ready,
     /// The work failed; the row's `error` says why.
@@ -42,12 +44,13 @@ pub enum ArtifactStatus {
     Interrupted,
 }
 
-const ALL_STATUSES: [ArtifactStatus; 8] = [
+const ALL_STATUSES: [ArtifactStatus; 9] = [
     ArtifactStatus::Pending,
     ArtifactStatus::Adding,
     ArtifactStatus::Importing,
     ArtifactStatus::Downloading,
     ArtifactStatus::Tokenizing,
+    ArtifactStatus::Caching,
     ArtifactStatus::Ready,
     ArtifactStatus::Failed,
     ArtifactStatus::Interrupted,
@@ -62,6 +65,7 @@ impl ArtifactStatus {
             ArtifactStatus::Importing => "importing",
             ArtifactStatus::Downloading => "downloading",
             ArtifactStatus::Tokenizing => "tokenizing",
+            ArtifactStatus::Caching => "caching",
             ArtifactStatus::Ready => "ready",
             ArtifactStatus::Failed => "failed",
             ArtifactStatus::Interrupted => "interrupted",

@@ -176,6 +176,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE datasets_v2 RENAME TO datasets;
     ALTER TABLE tokenizations_v2 RENAME TO tokenizations;
     CREATE INDEX datasets_source ON datasets(source);",
+    // v3: models (a row per model identity, no directory: the weights stay where they were loaded from)
+    // and activation caches, each a stage's typed record under its artifact's id.
+    "CREATE TABLE models (
+        id          INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
+        model       TEXT NOT NULL,
+        family      TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        parameters  INTEGER NOT NULL
+    );
+    CREATE TABLE activation_caches (
+        id          INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
+        model       TEXT NOT NULL,
+        hooks       TEXT NOT NULL,
+        dtype       TEXT NOT NULL,
+        num_tokens  INTEGER NOT NULL,
+        num_bytes   INTEGER NOT NULL,
+        statistics  TEXT NOT NULL DEFAULT '{}'
+    );",
 ];
 
 /// The catalog schema version this saekit writes and understands.

@@ -17,6 +17,7 @@ mod datasets;
 mod db;
 mod lifecycle;
 mod lineage;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use datasets::*;
 pub use db::{Catalog, SCHEMA_VERSION};
 pub use lifecycle::{ArtifactPlan, IfReady, Produced, Request, StageRecord, WorkDir};
 pub use lineage::Lineage;
+pub use usage::{CleanUp, DiskUsage, KindUsage};
 
 use crate::error::{Error, Result};
 use crate::jobs::Job;

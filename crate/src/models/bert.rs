@@ -125,6 +125,7 @@ impl Bert {
             notes: vec!["post-LayerNorm blocks, bidirectional attention".into()],
             source: String::new(),
             sentence_embedding: Some(if normalize { "mean pooling, L2-normalised" } else { "mean pooling" }.into()),
+            fingerprint: String::new(),
         };
         Ok(Bert { info, config, word, position, token_type, embed_norm, blocks })
     }

@@ -143,3 +143,30 @@ fn no_safetensors(name: &str, files: &[&str]) -> Error {
         },
     }
 }
+
+/// The model's identity as a sha256 hex digest: its config (as parsed), each weight file's length and
+/// safetensors header (names, dtypes, shapes and offsets of every tensor), its tokenizer file's bytes, and
+/// the dtype it computes in. Reading only the headers keeps this instant for a model of any size; weights
+/// rewritten in place with the same layout and length would go unnoticed (a fine-tune is saved anew).
+pub fn fingerprint(files: &ModelFiles, dtype: candle_core::DType) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hash = Sha256::new();
+    hash.update(serde_json::to_string(&files.config).unwrap_or_default().as_bytes());
+    hash.update(format!("{dtype:?}").as_bytes());
+    for path in &files.weights {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut size = [0u8; 8];
+        file.read_exact(&mut size).map_err(|e| Error::io(path, e))?;
+        let header_len = u64::from_le_bytes(size).min(len.saturating_sub(8)).min(100 << 20);
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+        hash.update(len.to_le_bytes());
+        hash.update(&header);
+    }
+    if let Some(path) = &files.tokenizer {
+        hash.update(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

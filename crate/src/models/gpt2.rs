@@ -138,6 +138,7 @@ impl Gpt2 {
             notes: vec![format!("activation {}, tied unembedding", config.activation_function)],
             source: String::new(),
             sentence_embedding: None,
+            fingerprint: String::new(),
         };
         Ok(Gpt2 { info, config, activation, wte, wpe, blocks, ln_f })
     }

@@ -207,6 +207,7 @@ impl Llama {
             notes,
             source: String::new(),
             sentence_embedding: None,
+            fingerprint: String::new(),
         };
         Ok(Llama { info, config, heads, kv_heads, head_dim, window, inv_freq, embed, blocks, norm, lm_head })
     }

@@ -19,6 +19,7 @@ pub mod gpt2;
 pub mod hooks;
 pub mod llama;
 mod output;
+pub mod table;
 pub mod weights;
 
 use std::collections::{BTreeSet, HashMap};
@@ -91,6 +92,9 @@ pub struct ModelInfo {
     pub source: String,
     /// How the sentence embedding is pooled (BERT), if the model has one.
     pub sentence_embedding: Option<String>,
+    /// What identifies these exact weights, config, tokenizer and compute dtype (see
+    /// [`files::fingerprint`]); empty until loaded from files.
+    pub fingerprint: String,
 }
 
 fn hook_names<S: serde::Serializer>(hooks: &[HookPoint], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -269,6 +273,7 @@ impl Model {
         };
         let mut info = inner.info().clone();
         info.source = files.dir.display().to_string();
+        info.fingerprint = files::fingerprint(&files, options.dtype)?;
         if !architecture.is_empty() {
             info.architecture = architecture;
         }

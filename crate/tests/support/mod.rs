@@ -1,8 +1,9 @@
-//! Shared by the Hub tests: the mock Hub server and fixture builders.
+//! Shared by the integration tests: the mock Hub server, fixture builders and tiny models.
 
 #![allow(dead_code)]
 
 pub mod mock_hub;
+pub mod tiny_models;
 
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! a terminal. Arguments are parsed by clap (`--flag VALUE` or `--flag=VALUE`, `saekit help COMMAND`,
 //! `saekit completions bash|zsh|fish`); each command is a thin shell over the library.
 
+mod activations;
 mod models;
 mod pages;
 
@@ -104,6 +105,11 @@ enum Command {
     /// Tokenizer cards
     #[command(subcommand)]
     Tokenizer(models::TokenizerCommand),
+    /// Activation caches and stores: a model's activations over a tokenization, as shuffled batches
+    #[command(subcommand)]
+    Activations(activations::ActivationsCommand),
+    /// What the workspace holds on disk, by kind
+    Du,
     /// Print a shell completion script (e.g. `saekit completions bash > ~/.local/share/bash-completion/completions/saekit`)
     Completions { shell: clap_complete::Shell },
 }
@@ -304,6 +310,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Hub(command) => hub(command, open_workspace),
         Command::Model(command) => models::model(command),
         Command::Tokenizer(command) => models::tokenizer(command),
+        Command::Activations(command) => activations::activations(command, open_workspace()?),
+        Command::Du => {
+            println!("{}", open_workspace()?.disk_usage()?.bundle().plain());
+            Ok(())
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "saekit", &mut std::io::stdout());
             Ok(())
