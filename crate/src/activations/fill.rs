@@ -230,9 +230,14 @@ pub(crate) fn fill(
     let mut sequence = Vec::new();
     while next < store.len() && stats.kept < cap {
         ctx.check()?;
-        let mut batch_seqs: Vec<Vec<u32>> = Vec::with_capacity(sequences_per_batch);
-        let mut batch_index: Vec<usize> = Vec::with_capacity(sequences_per_batch);
-        while batch_seqs.len() < sequences_per_batch && next < store.len() {
+        // Near the cap, run only about as many sequences as the tokens still wanted fill (plus one for
+        // what exclusions take), not a whole batch whose tokens would be thrown away.
+        let wanted = cap.saturating_sub(stats.kept + pending_rows as u64);
+        let room = store.meta().max_sequence_length.max(1) as u64;
+        let this_batch = (wanted.div_ceil(room) + 1).min(sequences_per_batch as u64).max(1) as usize;
+        let mut batch_seqs: Vec<Vec<u32>> = Vec::with_capacity(this_batch);
+        let mut batch_index: Vec<usize> = Vec::with_capacity(this_batch);
+        while batch_seqs.len() < this_batch && next < store.len() {
             if store.get_into(next, &mut sequence) && !sequence.is_empty() {
                 batch_seqs.push(sequence.clone());
                 batch_index.push(next);
@@ -300,6 +305,13 @@ pub(crate) fn fill(
             count(stats.kept),
             count(stats.dropped_special + stats.dropped_listed + stats.dropped_outlier)
         ));
+    }
+    // Sequences at the end that gave nothing to run leave the calibration tokens waiting: judge them now.
+    if thresholds.is_none() && !pending.is_empty() {
+        let limits = calibrate(&pending, &mut stats, params.outlier_factor);
+        for chunk in pending.drain(..) {
+            write_chunk(&chunk, &limits, &mut shards, &mut stats, &mut norm_sums, cap)?;
+        }
     }
     shards.close()?;
     if stats.kept == 0 {

@@ -293,6 +293,12 @@ impl Workspace {
             if_ready: IfReady::Reuse,
         };
         let (hooks, s) = (&prepared.hooks, prepared.plan.sequences_per_batch);
+        ctx.set_detail(format!(
+            "planned: {} peak memory of {}, {} disk",
+            crate::units::bytes(prepared.plan.peak_memory),
+            crate::units::bytes(prepared.plan.memory_budget),
+            crate::units::bytes(prepared.plan.disk)
+        ));
         let produced = self.produce(plan, ctx, |dir, ctx| {
             let dir = dir.ok_or_else(|| Error::InvalidArgument("a cache needs a directory".into()))?.path();
             let (_, cached, statistics) = fill::fill(dir, &spec.tokenization, &spec.model, hooks, &spec.cache, s, ctx)?;

@@ -33,11 +33,13 @@ const HEADER_LEN: usize = 128;
 
 /// How activations are stored on disk (batches are always served as f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
 pub enum CacheDtype {
     #[default]
+    #[serde(rename = "float32", alias = "f32")]
     F32,
+    #[serde(rename = "float16", alias = "f16")]
     F16,
+    #[serde(rename = "bfloat16", alias = "bf16")]
     Bf16,
 }
 

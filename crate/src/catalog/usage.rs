@@ -18,6 +18,7 @@ fn kind_label(kind: &str) -> &str {
         "tokenization" => "tokens",
         "activations" => "activation caches",
         "sae" | "checkpoint" => "checkpoints",
+        "model" => "models (weights stay where they were loaded from)",
         other => other,
     }
 }

@@ -69,6 +69,9 @@ pub struct MakeArgs {
     /// Before serving, skip this many tokens (a multiple of the batch size)
     #[arg(long, default_value_t = 0)]
     skip: u64,
+    /// Print one JSON object (plan; or, with make, the fill's counts and the serving speed)
+    #[arg(long)]
+    json: bool,
 }
 
 fn size(text: &str, what: &str) -> Result<u64> {
@@ -104,18 +107,28 @@ pub fn activations(command: ActivationsCommand, ws: Workspace) -> Result<()> {
     match command {
         ActivationsCommand::Plan(args) => {
             let plan = ws.plan_activations(&args.spec(&ws)?)?;
-            println!("{}", plan.bundle().plain());
+            if args.json {
+                println!("{}", serde_json::to_string(&plan).unwrap_or_default());
+            } else {
+                println!("{}", plan.bundle().plain());
+            }
             plan.check()
         }
         ActivationsCommand::Make(args) => {
             let spec = args.spec(&ws)?;
             let plan = ws.plan_activations(&spec)?;
             eprintln!("{}", plan.bundle().plain());
+            let reused = plan.reuses.is_some();
             let job = ws.activation_store_job(&spec);
-            job.subscribe(Arc::new(TerminalBar::new()));
+            if !args.json {
+                job.subscribe(Arc::new(TerminalBar::new()));
+            }
             let mut store = job.wait()?;
-            println!("{}", store.cache().bundle().plain());
+            if !args.json {
+                println!("{}", store.cache().bundle().plain());
+            }
             if args.serve {
+                let started = std::time::Instant::now();
                 if args.skip > 0 {
                     store.skip(args.skip)?;
                 }
@@ -124,13 +137,35 @@ pub fn activations(command: ActivationsCommand, ws: Workspace) -> Result<()> {
                     for r in &batch.rows {
                         digest.update(r.to_le_bytes());
                     }
-                    for (_, t) in &batch.hooks {
+                    // The JSON report measures serving: its digest covers the rows only.
+                    for (_, t) in batch.hooks.iter().filter(|_| !args.json) {
                         for v in t.flatten_all()?.to_vec1::<f32>()? {
                             digest.update(v.to_le_bytes());
                         }
                     }
                 }
                 let hex: String = digest.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+                let seconds = started.elapsed().as_secs_f64();
+                if args.json {
+                    let stats = store.cache().stats();
+                    let report = serde_json::json!({
+                        "cache": store.cache().name(),
+                        "reused": reused,
+                        "kept": stats.kept,
+                        "tokens_seen": stats.tokens_seen,
+                        "sequences_per_batch": stats.sequences_per_batch,
+                        "fill_seconds": stats.seconds,
+                        "forward_seconds": stats.forward_seconds,
+                        "fill_tokens_per_s": stats.tokens_per_second(),
+                        "forward_tokens_per_s": stats.forward_tokens_per_second(),
+                        "served_tokens": store.served_tokens(),
+                        "serve_seconds": seconds,
+                        "serve_tokens_per_s": store.served_tokens() as f64 / seconds.max(1e-9),
+                        "digest": hex,
+                    });
+                    println!("{report}");
+                    return Ok(());
+                }
                 println!(
                     "served {} batches, {} tokens, {} left over; digest {hex}",
                     store.served_batches(),
