@@ -214,6 +214,18 @@ fn the_same_request_reuses_the_cache_and_lineage_names_tokens_and_model() {
     assert_eq!(plan.reuses.as_deref(), Some(a.name()));
     let c = f.ws.activation_cache(&spec(&f).dtype(CacheDtype::F16)).unwrap();
     assert_ne!(c.id(), a.id());
+    // Listed ids in any order name one cache; the same weights from another folder reuse it.
+    let listed = f.ws.activation_cache(&spec(&f).exclude_tokens([7, 5])).unwrap();
+    assert_eq!(f.ws.activation_cache(&spec(&f).exclude_tokens([5, 7, 5])).unwrap().id(), listed.id());
+    let moved = f.dir.path().join("copy-of-gpt2");
+    std::fs::create_dir_all(&moved).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(f.model_dir().join(file), moved.join(file)).unwrap();
+    }
+    let same = Model::load(moved.to_str().unwrap()).unwrap();
+    assert_eq!(same.info().fingerprint, f.model.info().fingerprint);
+    let again = f.ws.activation_cache(&ActivationSpec { model: same, ..spec(&f) }).unwrap();
+    assert_eq!(again.id(), a.id(), "the model's identity, not its folder, decides");
     let lineage = a.lineage(&f.ws).unwrap();
     let parents: Vec<(String, i32)> =
         lineage.nodes.iter().filter(|(_, d)| *d == -1).map(|(r, d)| (r.kind.clone(), *d)).collect();
@@ -227,7 +239,7 @@ fn the_same_request_reuses_the_cache_and_lineage_names_tokens_and_model() {
     assert_eq!(index.shards.len(), 6);
     assert_eq!(index.shards.iter().map(|s| s.rows).sum::<u64>(), 6000);
     assert_eq!(index.hooks.iter().map(|h| h.width).collect::<Vec<_>>(), [16, 64]);
-    assert_eq!(f.ws.activation_caches().unwrap().len(), 2);
+    assert_eq!(f.ws.activation_caches().unwrap().len(), 3);
 }
 
 #[test]

@@ -104,9 +104,10 @@ impl CacheStats {
 
 /// The eligible tokens of one forward pass, with their activations.
 struct Chunk {
-    /// Per hook: `[batch * seq, width]` f32, padding included.
+    /// Per hook: `[rows, width]` f32, the eligible tokens only (so what waits for calibration is bounded
+    /// by the tokens, not by the padded batches they came in).
     data: Vec<Vec<f32>>,
-    /// (flat position, sequence, position, token, norm per hook).
+    /// (row in `data`, sequence, position, token, norm per hook).
     rows: Vec<(usize, u32, u32, u32, Vec<f32>)>,
 }
 
@@ -118,7 +119,6 @@ struct ShardSet {
     shard_tokens: u64,
     writers: Option<(Vec<NpyWriter>, NpyWriter)>,
     shards: Vec<IndexShard>,
-    bytes: u64,
 }
 
 impl ShardSet {
@@ -150,8 +150,6 @@ impl ShardSet {
             for w in writers {
                 w.finish()?;
             }
-            let width: usize = self.hooks.iter().map(|h| h.width).sum();
-            self.bytes += rows * (width * self.dtype.width() + 12) as u64;
             self.shards.push(IndexShard { file: shard_file(self.shards.len()), rows });
         }
         Ok(())
@@ -206,7 +204,6 @@ pub(crate) fn fill(
         shard_tokens: params.shard_tokens.max(1) as u64,
         writers: None,
         shards: Vec::new(),
-        bytes: 0,
     };
     let mut stats = CacheStats {
         sequences_per_batch,
@@ -232,7 +229,12 @@ pub(crate) fn fill(
         ctx.check()?;
         // Near the cap, run only about as many sequences as the tokens still wanted fill (plus one for
         // what exclusions take), not a whole batch whose tokens would be thrown away.
-        let wanted = cap.saturating_sub(stats.kept + pending_rows as u64);
+        // (Until the median is known, the calibration tokens are wanted too.)
+        let wanted = if thresholds.is_none() {
+            cap.max(CALIBRATION_TOKENS as u64).saturating_sub(pending_rows as u64)
+        } else {
+            cap.saturating_sub(stats.kept)
+        };
         let room = store.meta().max_sequence_length.max(1) as u64;
         let this_batch = (wanted.div_ceil(room) + 1).min(sequences_per_batch as u64).max(1) as usize;
         let mut batch_seqs: Vec<Vec<u32>> = Vec::with_capacity(this_batch);
@@ -276,8 +278,25 @@ pub(crate) fn fill(
                     .zip(&widths)
                     .map(|(d, &w)| d[flat * w..(flat + 1) * w].iter().map(|x| x * x).sum::<f32>().sqrt())
                     .collect();
-                rows.push((flat, index as u32, t as u32, token, norms));
+                let sequence = u32::try_from(index).map_err(|_| {
+                    Error::InvalidArgument(format!("sequence {index} is past the 2³² a cache can number"))
+                })?;
+                rows.push((flat, sequence, t as u32, token, norms));
             }
+        }
+        let data: Vec<Vec<f32>> = data
+            .iter()
+            .zip(&widths)
+            .map(|(d, &w)| {
+                let mut compact = Vec::with_capacity(rows.len() * w);
+                for r in &rows {
+                    compact.extend_from_slice(&d[r.0 * w..(r.0 + 1) * w]);
+                }
+                compact
+            })
+            .collect();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.0 = i;
         }
         pending_rows += rows.len();
         pending.push(Chunk { data, rows });
@@ -355,7 +374,7 @@ fn calibrate(pending: &[Chunk], stats: &mut CacheStats, factor: Option<f32>) -> 
         pending.iter().flat_map(|c| c.rows.iter().map(|r| &r.4)).take(CALIBRATION_TOKENS).collect();
     stats.calibration_tokens = first.len() as u64;
     for h in 0..hooks {
-        let mut norms: Vec<f32> = first.iter().map(|n| n[h]).collect();
+        let mut norms: Vec<f32> = first.iter().map(|n| n[h]).filter(|n| n.is_finite()).collect();
         norms.sort_by(f32::total_cmp);
         let median = match norms.len() {
             0 => 0.0,
@@ -365,10 +384,11 @@ fn calibrate(pending: &[Chunk], stats: &mut CacheStats, factor: Option<f32>) -> 
         medians.push(median);
         let stat = &mut stats.hooks[h];
         stat.median_norm = median;
-        stat.threshold = factor.map(|f| f * median);
+        // A hook whose typical token is all zeros has no scale to judge outliers by: none are dropped there.
+        stat.threshold = factor.filter(|_| median > 0.0).map(|f| f * median);
         stat.histogram = NormHistogram::around(if median > 0.0 { median } else { 1.0 });
     }
-    medians.iter().map(|&m| factor.map_or(f32::INFINITY, |f| f * m)).collect()
+    stats.hooks.iter().map(|h| h.threshold.unwrap_or(f32::INFINITY)).collect()
 }
 
 fn write_chunk(
@@ -383,7 +403,8 @@ fn write_chunk(
         let mut outlier = false;
         for (h, (&n, &limit)) in norms.iter().zip(thresholds).enumerate() {
             stats.hooks[h].histogram.add(n);
-            if n > limit {
+            // A non-finite norm (an overflow upstream) is always an outlier: it would poison training.
+            if n > limit || !n.is_finite() {
                 stats.hooks[h].outliers += 1;
                 outlier = true;
             }
@@ -404,4 +425,55 @@ fn write_chunk(
         stats.kept += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(norms: &[[f32; 2]]) -> Chunk {
+        // Width 1 per hook: the value is the norm itself.
+        let data = vec![norms.iter().map(|n| n[0]).collect(), norms.iter().map(|n| n[1]).collect()];
+        let rows = norms.iter().enumerate().map(|(i, n)| (i, 0, i as u32, 7, n.to_vec())).collect();
+        Chunk { data, rows }
+    }
+
+    #[test]
+    fn outliers_nan_and_an_all_zero_hook_are_judged_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = vec![
+            IndexHook { name: "a".into(), width: 1, dir: "a".into() },
+            IndexHook { name: "b".into(), width: 1, dir: "b".into() },
+        ];
+        for d in ["a", "b", TOKENS_DIR] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let mut shards = ShardSet {
+            dir: dir.path().into(),
+            hooks,
+            dtype: super::super::CacheDtype::F32,
+            shard_tokens: 100,
+            writers: None,
+            shards: vec![],
+        };
+        let mut stats = CacheStats {
+            hooks: vec![
+                HookStats { name: "a".into(), ..Default::default() },
+                HookStats { name: "b".into(), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        // Hook b is zero for most tokens: no scale, so it drops nothing; hook a drops 25 (> 10 × 2) and NaN.
+        let c = chunk(&[[2.0, 0.0], [2.0, 0.0], [1.0, 0.0], [25.0, 0.0], [f32::NAN, 0.0], [3.0, 5.0]]);
+        let limits = calibrate(&[c], &mut stats, Some(10.0));
+        assert_eq!(stats.hooks[0].median_norm, 2.0, "NaN is left out of the median");
+        assert_eq!(limits[0], 20.0);
+        assert_eq!(stats.hooks[1].threshold, None);
+        let c = chunk(&[[2.0, 0.0], [2.0, 0.0], [1.0, 0.0], [25.0, 0.0], [f32::NAN, 0.0], [3.0, 5.0]]);
+        let mut sums = vec![0.0; 2];
+        write_chunk(&c, &limits, &mut shards, &mut stats, &mut sums, 3).unwrap();
+        assert_eq!((stats.kept, stats.dropped_outlier, stats.past_cap), (3, 2, 1));
+        assert_eq!(stats.hooks[0].outliers, 2);
+        assert_eq!(stats.hooks[1].outliers, 0);
+    }
 }

@@ -183,22 +183,28 @@ impl ActivationSpec {
         Ok(points)
     }
 
-    /// What names the cache: tokenization, model identity and the contents' parameters.
+    /// What decides the cache's contents: the tokenization, the model's identity (its fingerprint, not
+    /// its name or folder) and the contents' parameters, normalised (listed ids sorted, a cap at or past
+    /// the tokenization's size is no cap).
     fn key(&self, hooks: &[HookPoint]) -> serde_json::Value {
         let mut cache = self.cache.clone();
         cache.hooks = hooks.iter().map(HookPoint::to_string).collect();
+        cache.exclude_tokens.sort_unstable();
+        cache.exclude_tokens.dedup();
+        if cache.max_tokens.is_some_and(|m| m >= self.tokenization.row().num_tokens) {
+            cache.max_tokens = None;
+        }
         serde_json::json!({
-            "tokenization": self.tokenization.name(),
             "tokenization_id": self.tokenization.id(),
-            "model": self.model.name(),
             "model_fingerprint": self.model.info().fingerprint,
             "cache": cache,
         })
     }
 
+    /// `<tokenization>/<model>/<16 hex digits of the key>`.
     fn cache_name(&self, key: &serde_json::Value) -> String {
         let digest = Sha256::digest(serde_json::to_string(key).unwrap_or_default().as_bytes());
-        let digest: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let digest: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!("{}/{}/{digest}", self.tokenization.name(), short_model_name(self.model.name()))
     }
 }
@@ -229,23 +235,24 @@ struct Prepared {
     name: String,
     key: serde_json::Value,
     plan: ActivationPlan,
+    existing: Option<ActivationCache>,
 }
 
 impl Workspace {
     fn prepare_activations(&self, spec: &ActivationSpec) -> Result<Prepared> {
         spec.store.validate()?;
         if spec.cache.outlier_factor.is_some_and(|f| f.is_nan() || f <= 1.0) {
-            return Err(Error::InvalidArgument("outlier_factor must be above 1 (or None to keep every token)".into()));
+            return Err(Error::InvalidArgument(
+                "outlier_factor must be above 1 (None in Rust, 0 on the command line, keeps every token)".into(),
+            ));
         }
         spec.model.check_tokens(&spec.tokenization)?;
         let hooks = spec.hook_points()?;
         let key = spec.key(&hooks);
         let name = spec.cache_name(&key);
-        let reuses = self
-            .catalog()
-            .with_conn(|conn| self.catalog().artifact_id_in(conn, ACTIVATIONS_KIND, &name))?
-            .and_then(|id| self.activation_cache_by_id(id).ok())
-            .map(|c| c.name().to_string());
+        // Made before under another name (the model loaded from another folder) counts too.
+        let existing = self.activation_caches()?.into_iter().find(|c| c.row.params.get("key") == Some(&key));
+        let reuses = existing.as_ref().map(|c| c.name().to_string());
         let info = spec.model.info();
         let width: usize = hooks.iter().map(|&h| info.hook_width(h)).sum();
         let t = spec.tokenization.row();
@@ -256,14 +263,14 @@ impl Workspace {
             seq,
             width,
             spec.cache.dtype.width(),
-            tokens,
+            (tokens, spec.cache.shard_tokens.max(1) as u64, hooks.len()),
             reuses,
             &spec.store,
             spec.memory,
             spec.disk,
             free_disk(self.root()),
         );
-        Ok(Prepared { hooks, name, key, plan })
+        Ok(Prepared { hooks, name, key, plan, existing })
     }
 
     /// What `spec` will use (memory by part, disk) and whether its budgets allow it; nothing is made.
@@ -279,10 +286,17 @@ impl Workspace {
     fn make_cache(&self, spec: &ActivationSpec, ctx: &JobContext) -> Result<(ActivationCache, ActivationPlan)> {
         let prepared = self.prepare_activations(spec)?;
         prepared.plan.check()?;
+        if let Some(existing) = prepared.existing {
+            return Ok((existing, prepared.plan));
+        }
         let model_id = self.register_model(&spec.model)?;
-        let mut params = prepared.key.clone();
-        params["shard_tokens"] = serde_json::json!(spec.cache.shard_tokens);
-        params["sequences_per_batch"] = serde_json::json!(prepared.plan.sequences_per_batch);
+        let params = serde_json::json!({
+            "key": prepared.key,
+            "tokenization": spec.tokenization.name(),
+            "model": spec.model.name(),
+            "shard_tokens": spec.cache.shard_tokens,
+            "sequences_per_batch": prepared.plan.sequences_per_batch,
+        });
         let plan = ArtifactPlan {
             kind: ACTIVATIONS_KIND,
             name: prepared.name.clone(),
@@ -311,7 +325,15 @@ impl Workspace {
                 statistics,
             })
         })?;
-        Ok((self.activation_cache_by_id(produced.id())?, prepared.plan))
+        let cache = self.activation_cache_by_id(produced.id())?;
+        if cache.row.params.get("key") != Some(&prepared.key) {
+            return Err(Error::InvalidArgument(format!(
+                "activation cache `{}` exists but was made from other parameters (or by an older saekit); \
+                 delete it (ws.delete_artifact) to make this one",
+                cache.name()
+            )));
+        }
+        Ok((cache, prepared.plan))
     }
 
     /// The store `spec` asks for, here and now: the cache made (or reused), then opened for serving.

@@ -69,14 +69,15 @@ pub fn weight_bytes(info: &ModelInfo) -> u64 {
 
 impl ActivationPlan {
     /// The plan for caching `tokens` tokens (none when `reuses`) of sequences up to `seq` tokens, from `info`
-    /// at hooks of `width` values in all, stored with `item` bytes a value, then serving with `store`.
+    /// at `hooks` hooks of `width` values in all, stored with `item` bytes a value in shards of
+    /// `shard_tokens` rows, then serving with `store`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         info: &ModelInfo,
         seq: usize,
         width: usize,
         item: usize,
-        tokens: u64,
+        (tokens, shard_tokens, hooks): (u64, u64, usize),
         reuses: Option<String>,
         store: &StoreOptions,
         memory_budget: u64,
@@ -154,7 +155,9 @@ impl ActivationPlan {
         }
         items.extend(serve);
         let peak = base + if fill { fill_bytes(s).max(serve_bytes) } else { serve_bytes };
-        let disk = if fill { tokens * (width64 * item as u64 + 12) + 4096 } else { 0 };
+        // Rows of every hook and of `tokens/`, one 128-byte header per shard file, and the index.
+        let headers = tokens.div_ceil(shard_tokens.max(1)) * (hooks as u64 + 1) * 128;
+        let disk = if fill { tokens * (width64 * item as u64 + 12) + headers + 4096 } else { 0 };
         ActivationPlan {
             memory_budget,
             items,

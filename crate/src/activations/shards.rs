@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+// Shards are written and read in the machine's byte order under little-endian headers.
+#[cfg(not(target_endian = "little"))]
+compile_error!("saekit's activation shards assume a little-endian machine");
+
 /// `index.json`'s `format`.
 pub const INDEX_FORMAT: &str = "saekit-activations";
 /// The index file's name.

@@ -69,7 +69,7 @@ pub struct MakeArgs {
     /// Before serving, skip this many tokens (a multiple of the batch size)
     #[arg(long, default_value_t = 0)]
     skip: u64,
-    /// Print one JSON object (plan; or, with make, the fill's counts and the serving speed)
+    /// Print one JSON object (plan; or, with make --serve, the fill's counts and the serving speed, whose digest then covers the rows only)
     #[arg(long)]
     json: bool,
 }
