@@ -5,7 +5,8 @@
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
 //! dataset, [`tokenize`] turns datasets into token stores, and [`hub`] brings datasets and tokenizers
 //! from the Hugging Face Hub. [`models`] runs language models (GPT-2, Llama, BERT) to named hook points, and [`activations`] caches
-//! their activations and serves them as shuffled training batches. Every artifact is made through the catalog's one lifecycle
+//! their activations and serves them as shuffled training batches; [`sae`] holds sparse autoencoders in
+//! SAELens' layout. Every artifact is made through the catalog's one lifecycle
 //! ([`catalog::Request`], run with [`Workspace::make`], [`Workspace::make_job`] or [`Workspace::make_with`]). [`display`] renders values
 //! for notebooks, terminals and HTML reports; stages use it, never the reverse.
 
@@ -19,6 +20,7 @@ pub mod hub;
 pub mod jobs;
 pub mod models;
 pub mod report;
+pub mod sae;
 pub mod sources;
 pub mod stats;
 pub mod tokenize;

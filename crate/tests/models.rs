@@ -473,3 +473,33 @@ fn sentence_embeddings_other_than_mean_pooling_are_refused() {
     let weighted = serde_json::json!({"pooling_mode_mean_tokens": true, "pooling_mode_weightedmean_tokens": true});
     assert!(check_pooling("m", Some(&weighted), None).is_err());
 }
+
+/// A published SAE lives in a subfolder of a Hub model repository, in SAELens' layout: it loads from there
+/// (into the HF cache) and encodes as the same SAE from a folder does.
+#[test]
+fn an_sae_loads_from_a_hub_repositorys_subfolder() {
+    use saekit::sae::{Architecture, Sae, SaeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("sae");
+    Sae::new(SaeConfig::new(GPT2_D, 32, Architecture::TopK { k: 4 }), 0.1, 1).unwrap().save(&local).unwrap();
+    let file = |name: &str| std::fs::read(local.join(name)).unwrap();
+    let server = MockHub::start();
+    server.add_repo(
+        "models",
+        "saekit-tests/tiny-saes",
+        "main",
+        vec![
+            MockFile::git("blocks.1.hook_resid_post/cfg.json", file("cfg.json")),
+            MockFile::lfs("blocks.1.hook_resid_post/sae_weights.safetensors", file("sae_weights.safetensors")),
+            MockFile::git("README.md", "# saes"),
+        ],
+    );
+    let hub = Hub::new(&server.url(), HubCache::new(dir.path().join("cache")));
+    let from_hub = Sae::from_hub(&hub, "saekit-tests/tiny-saes", "blocks.1.hook_resid_post").unwrap();
+    assert_eq!(from_hub.source.as_deref(), Some("saekit-tests/tiny-saes/blocks.1.hook_resid_post"));
+    let x = Tensor::ones((3, GPT2_D), DType::F32, &Device::Cpu).unwrap();
+    let from_disk = Sae::load(&local).unwrap();
+    assert_eq!(values(&from_hub.encode(&x).unwrap()), values(&from_disk.encode(&x).unwrap()));
+    let e = Sae::from_hub(&hub, "saekit-tests/tiny-saes", "blocks.0.hook_resid_post").unwrap_err();
+    assert!(e.to_string().contains("cfg.json"), "{e}");
+}

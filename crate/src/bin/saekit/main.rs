@@ -5,6 +5,7 @@
 mod activations;
 mod models;
 mod pages;
+mod sae;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +111,9 @@ enum Command {
     Activations(activations::ActivationsCommand),
     /// What the workspace holds on disk, by kind
     Du,
+    /// Sparse autoencoders in SAELens' layout: make one, show one, run one
+    #[command(subcommand)]
+    Sae(sae::SaeCommand),
     /// Print a shell completion script (e.g. `saekit completions bash > ~/.local/share/bash-completion/completions/saekit`)
     Completions { shell: clap_complete::Shell },
 }
@@ -311,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(command) => models::model(command),
         Command::Tokenizer(command) => models::tokenizer(command),
         Command::Activations(command) => activations::activations(command, open_workspace()?),
+        Command::Sae(command) => sae::sae(command),
         Command::Du => {
             println!("{}", open_workspace()?.disk_usage()?.bundle().plain());
             Ok(())
