@@ -568,3 +568,9 @@ impl Workspace {
         self.remove_unused(ACTIVATIONS_KIND, false)
     }
 }
+
+/// The store's generator, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn rng_for_tests(seed: u64) -> rng::Rng {
+    rng::Rng::new(seed, 0)
+}

@@ -9,6 +9,8 @@
 //! Both subtract `b_dec` from the input first when `apply_b_dec_to_input`. Training comes next (issue #15);
 //! this is the model it will write.
 
+pub mod train;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -370,10 +372,17 @@ fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
 /// Per row of `pre` `[n, d_sae]`: the `k` largest values (ties to the lower index), then ReLU; zeros
 /// elsewhere.
 pub fn top_k_relu(pre: &Tensor, k: usize) -> Result<Tensor> {
+    Ok(top_k(pre, k, true)?.0)
+}
+
+/// Per row of `pre`: the `k` largest values (ties to the lower index), ReLU'd when `relu`, zeros elsewhere;
+/// and the 0/1 mask of the chosen places.
+pub fn top_k(pre: &Tensor, k: usize, relu: bool) -> Result<(Tensor, Tensor)> {
     let (n, d) = pre.dims2()?;
     let k = k.min(d);
     let values = pre.flatten_all()?.to_vec1::<f32>()?;
     let mut out = vec![0f32; n * d];
+    let mut chosen = vec![0f32; n * d];
     let mut order: Vec<u32> = Vec::with_capacity(d);
     for r in 0..n {
         let row = &values[r * d..(r + 1) * d];
@@ -384,10 +393,12 @@ pub fn top_k_relu(pre: &Tensor, k: usize) -> Result<Tensor> {
             order.select_nth_unstable_by(k - 1, larger);
         }
         for &j in &order[..k] {
-            out[r * d + j as usize] = row[j as usize].max(0.0);
+            let v = row[j as usize];
+            out[r * d + j as usize] = if relu { v.max(0.0) } else { v };
+            chosen[r * d + j as usize] = 1.0;
         }
     }
-    Ok(Tensor::from_vec(out, (n, d), pre.device())?)
+    Ok((Tensor::from_vec(out, (n, d), pre.device())?, Tensor::from_vec(chosen, (n, d), pre.device())?))
 }
 
 impl Render for Sae {
