@@ -401,3 +401,38 @@ fn a_fill_killed_with_sigkill_leaves_nothing_corrupt_and_a_rerun_completes() {
     let interrupted = ws.catalog().artifact(caches[1].id()).unwrap();
     assert_eq!(interrupted.status.to_string(), "ready");
 }
+
+/// SAE training on the store resumes exactly: a checkpoint after 4 steps, a new store skipped to the same
+/// place, and 4 more steps end with the weights of 8 steps in one go.
+#[test]
+fn training_resumes_from_a_checkpoint_and_the_stores_position() {
+    use saekit::sae::train::{TrainConfig, Trainer};
+    use saekit::sae::{Architecture, Sae, SaeConfig};
+    let f = fixture();
+    let cache = f.ws.activation_cache(&spec(&f)).unwrap();
+    let options = StoreOptions { batch_tokens: 128, buffer_tokens: 1024, seed: 2, epochs: 1 };
+    let config = TrainConfig { lr: 1e-3, total_steps: 8, ..Default::default() };
+    let fresh = || {
+        Trainer::new(Sae::new(SaeConfig::new(16, 64, Architecture::TopK { k: 4 }), 0.1, 1).unwrap(), config.clone())
+            .unwrap()
+    };
+    let run = |trainer: &mut Trainer, store: &mut saekit::activations::ActivationStore, steps: usize| {
+        for _ in 0..steps {
+            let batch = store.next_batch().unwrap().unwrap();
+            trainer.step(batch.get(RESID).unwrap()).unwrap();
+        }
+    };
+    let mut whole = fresh();
+    run(&mut whole, &mut cache.store(&options).unwrap(), 8);
+    let mut first = fresh();
+    run(&mut first, &mut cache.store(&options).unwrap(), 4);
+    let checkpoint = f.dir.path().join("checkpoint");
+    first.save_checkpoint(&checkpoint).unwrap();
+    let mut resumed = Trainer::load_checkpoint(&checkpoint).unwrap();
+    let mut store = cache.store(&options).unwrap();
+    store.skip(resumed.step * 128).unwrap();
+    run(&mut resumed, &mut store, 4);
+    let w = |t: &Trainer| t.sae.w_dec.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(w(&whole), w(&resumed));
+    assert_ne!(w(&whole), w(&fresh()), "training moved the weights");
+}

@@ -235,7 +235,7 @@ pub(crate) fn fill(
         } else {
             cap.saturating_sub(stats.kept)
         };
-        let room = store.meta().max_sequence_length.max(1) as u64;
+        let room = store.meta().max_sequence_length.max(1);
         let this_batch = (wanted.div_ceil(room) + 1).min(sequences_per_batch as u64).max(1) as usize;
         let mut batch_seqs: Vec<Vec<u32>> = Vec::with_capacity(this_batch);
         let mut batch_index: Vec<usize> = Vec::with_capacity(this_batch);
