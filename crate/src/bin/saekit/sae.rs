@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use saekit::activations::CacheDtype;
+use saekit::activations::shards::NpyWriter;
 use saekit::display::Render;
 use saekit::hub::Hub;
 use saekit::models::{Device, Tensor};
@@ -87,19 +89,16 @@ fn read_npy_f32(path: &Path) -> Result<Tensor> {
     Ok(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?)
 }
 
+/// `t` `[rows, cols]` as a float32 `.npy` file, written under a temporary name and renamed when complete.
 fn write_npy_f32(path: &Path, t: &Tensor) -> Result<()> {
-    let (rows, cols) = t.dims2()?;
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let mut header = b"\x93NUMPY\x01\x00".to_vec();
-    let padded = (10 + dict.len() + 1).div_ceil(64) * 64;
-    header.extend_from_slice(&((padded - 10) as u16).to_le_bytes());
-    header.extend_from_slice(dict.as_bytes());
-    header.resize(padded - 1, b' ');
-    header.push(b'\n');
-    for v in t.flatten_all()?.to_vec1::<f32>()? {
-        header.extend_from_slice(&v.to_le_bytes());
+    let (_, cols) = t.dims2()?;
+    let partial = path.with_extension("npy.partial");
+    let mut out = NpyWriter::create(&partial, "<f4", cols)?;
+    for row in t.to_vec2::<f32>()? {
+        out.push_f32(&row, CacheDtype::F32)?;
     }
-    saekit::files::write_atomically(path, &header)
+    out.finish()?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
 }
 
 pub fn sae(command: SaeCommand) -> Result<()> {
