@@ -78,6 +78,8 @@ fn every_kept_token_is_served_once_with_the_models_own_activations() {
     assert_eq!(first.get(RESID).unwrap().dims(), [128, 16]);
     assert_eq!(first.get(MLP).unwrap().dims(), [128, 64]);
     assert!(first.get("blocks.0.hook_resid_pre").is_err());
+    let shown = first.bundle();
+    assert!(shown.plain().contains("128 tokens") && shown.plain().contains("[128, 64]"), "{}", shown.plain());
 
     // Mixed: the first batch is not in row order and spans many blocks of the cache.
     let mut sorted = first.rows.clone();

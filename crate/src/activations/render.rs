@@ -172,3 +172,24 @@ impl Render for ActivationPlan {
         table.bundle()
     }
 }
+
+impl Render for super::ActivationBatch {
+    fn bundle(&self) -> MimeBundle {
+        let mut table = Table::new(
+            format!("activation batch: {} tokens", count(self.len() as u64)),
+            &["hook", "shape", "mean ‖x‖", "max ‖x‖"],
+        );
+        for (hook, t) in &self.hooks {
+            let norms = t
+                .sqr()
+                .and_then(|s| s.sum(1))
+                .and_then(|s| s.sqrt())
+                .and_then(|n| n.to_vec1::<f32>())
+                .unwrap_or_default();
+            let mean = norms.iter().map(|&n| n as f64).sum::<f64>() / norms.len().max(1) as f64;
+            let max = norms.iter().copied().fold(0f32, f32::max);
+            table.row(vec![hook.clone(), format!("{:?}", t.dims()), format!("{mean:.3}"), format!("{max:.3}")]);
+        }
+        table.bundle()
+    }
+}

@@ -109,6 +109,33 @@ impl crate::display::Render for TrainConfig {
     }
 }
 
+impl crate::display::Render for StepMetrics {
+    fn bundle(&self) -> crate::display::MimeBundle {
+        crate::display::Table::fields(format!("SAE training, step {}", self.step), self).bundle()
+    }
+}
+
+impl crate::display::Render for Trainer {
+    fn bundle(&self) -> crate::display::MimeBundle {
+        let dead = self.dead().iter().filter(|&&d| d).count();
+        crate::display::Card::new(format!("SAE trainer at step {} of {}", self.step, self.config.total_steps))
+            .fact(
+                "SAE",
+                crate::display::Render::bundle(&self.sae).plain().lines().next().unwrap_or_default().to_string(),
+            )
+            .fact("learning rate", format!("{:.3e} now", self.config.lr_at(self.step)))
+            .fact(
+                "dead latents",
+                format!(
+                    "{dead} of {} (no firing for {} steps)",
+                    self.sae.config.d_sae, self.config.dead_feature_window
+                ),
+            )
+            .section(&crate::display::Render::bundle(&self.config))
+            .bundle()
+    }
+}
+
 /// What one step measured (on its batch, before the update).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StepMetrics {
@@ -537,6 +564,8 @@ mod tests {
                 last = Some(trainer.step(x).unwrap());
             }
             let last = last.unwrap();
+            let shown = crate::display::Render::bundle(&last).plain().to_string();
+            assert!(shown.contains("step 1500") && shown.contains("explained_variance"), "{shown}");
             let w = trainer.sae.w_dec.to_vec2::<f32>().unwrap();
             let best: Vec<f32> = dict
                 .chunks(d)
@@ -593,6 +622,11 @@ mod tests {
         first.save_checkpoint(&dir.path().join("ckpt")).unwrap(); // replacing one is fine
         let mut resumed = Trainer::load_checkpoint(&dir.path().join("ckpt")).unwrap();
         assert_eq!(resumed.step, 10);
+        let card = crate::display::Render::bundle(&resumed).plain().to_string();
+        assert!(
+            card.contains("step 10 of 20") && card.contains("dead latents") && card.contains("adam_beta2"),
+            "{card}"
+        );
         for x in &data[10..] {
             resumed.step(x).unwrap();
         }
