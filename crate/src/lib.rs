@@ -49,6 +49,7 @@ pub mod prelude {
     pub use crate::jobs::{Job, JobContext, JobStatus};
     pub use crate::models::{Forward, HookPoint, Model, ModelOutput, TokenBatch};
     pub use crate::report::Report;
+    pub use crate::sae::{RunConfig, Sae, SaeRun, SaeRunSpec, SaeSpec};
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;
     pub use crate::tokenize::{Packing, Tokenization, TokenizeParams, Tokenizer};

@@ -8,46 +8,20 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use saekit::activations::{ActivationSpec, CacheDtype, StoreOptions};
 use saekit::display::Render;
 use saekit::models::{Forward, Model, TokenBatch};
-use saekit::tokenize::{Tokenization, TokenizeParams, Tokenizer};
-use saekit::{Error, Source, Workspace};
-use support::tiny_models::write_gpt2;
+use saekit::tokenize::Tokenizer;
+use saekit::{Error, Workspace};
+use support::austen::{Fixture, fixture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saekit");
 const RESID: &str = "blocks.1.hook_resid_post";
 const MLP: &str = "blocks.0.mlp.hook_post";
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    ws: Workspace,
-    model: Model,
-    tokens: Tokenization,
-}
-
-impl Fixture {
-    fn model_dir(&self) -> PathBuf {
-        self.dir.path().join("gpt2")
-    }
-}
-
-/// Austen, tokenized by GPT-2 into 32-token windows, each document starting with BOS.
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    write_gpt2(&dir.path().join("gpt2"), "", false);
-    let files = saekit::data::write_corpus(&dir.path().join("corpus")).unwrap();
-    let ws = Workspace::open(dir.path().join("ws")).unwrap();
-    ws.add_dataset("austen", &Source::open(&files[0]).unwrap()).unwrap();
-    let params = TokenizeParams { max_length: 32, stride: 32, add_bos: true, ..Default::default() };
-    let tokens = ws.tokenize("austen", &Tokenizer::gpt2().unwrap(), &params).unwrap();
-    let model = Model::load(dir.path().join("gpt2").to_str().unwrap()).unwrap();
-    Fixture { dir, ws, model, tokens }
-}
 
 fn spec(f: &Fixture) -> ActivationSpec {
     ActivationSpec::new(&f.tokens, &f.model, [RESID, MLP])

@@ -940,6 +940,7 @@ fn nothing_a_live_attempt_is_making_is_deleted() {
             parents: vec![parent],
             dir: None,
             if_ready: IfReady::Refuse,
+            resumable: false,
         };
         ws2.produce(plan, &saekit::jobs::JobContext::detached("mix"), |_, _| {
             started_tx.send(()).unwrap();

@@ -42,6 +42,7 @@ use crate::tokenize::Tokenization;
 
 /// What decides a cache's contents: the same again reuses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheParams {
     pub hooks: Vec<String>,
     pub dtype: CacheDtype,
@@ -211,7 +212,7 @@ impl ActivationSpec {
 
 /// A model's name short enough for an artifact name: a repo id as it is, a folder by its last component
 /// (its parent's too when the last is a generic `model`).
-fn short_model_name(name: &str) -> String {
+pub(crate) fn short_model_name(name: &str) -> String {
     let parts: Vec<&str> = name.trim_end_matches('/').rsplit('/').take(2).collect();
     match parts.as_slice() {
         [last, parent] if ["model", "models", "weights"].contains(last) => format!("{parent}-{last}"),
@@ -283,7 +284,11 @@ impl Workspace {
         self.make_cache(spec, &JobContext::detached("activations")).map(|(c, _)| c)
     }
 
-    fn make_cache(&self, spec: &ActivationSpec, ctx: &JobContext) -> Result<(ActivationCache, ActivationPlan)> {
+    pub(crate) fn make_cache(
+        &self,
+        spec: &ActivationSpec,
+        ctx: &JobContext,
+    ) -> Result<(ActivationCache, ActivationPlan)> {
         let prepared = self.prepare_activations(spec)?;
         prepared.plan.check()?;
         if let Some(existing) = prepared.existing {
@@ -305,6 +310,7 @@ impl Workspace {
             parents: vec![spec.tokenization.id(), model_id],
             dir: Some("activations"),
             if_ready: IfReady::Reuse,
+            resumable: false,
         };
         let (hooks, s) = (&prepared.hooks, prepared.plan.sequences_per_batch);
         ctx.set_detail(format!(

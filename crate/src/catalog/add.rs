@@ -76,6 +76,7 @@ impl Request for AddDataset {
             parents: Vec::new(),
             dir: self.import.then_some("datasets"),
             if_ready: IfReady::Refuse,
+            resumable: false,
         };
         let produced = ws.produce(plan, ctx, |dir, ctx| {
             let files: Vec<String> = source.files().iter().map(|f| f.to_string_lossy().into_owned()).collect();

@@ -77,6 +77,59 @@ impl ArtifactWriter {
         Err(Error::io(&tmp, io::Error::other("could not create a unique work directory")))
     }
 
+    /// Starts (or continues) an artifact of `kind` in `tmp/<kind>-<unique>/`, a name the caller keeps the
+    /// same across attempts: a directory there marked [`RESUMABLE_MARKER`] (an earlier attempt's partial)
+    /// is kept for the work to continue; one without the marker is a dead attempt's and starts empty. The
+    /// caller must hold the artifact's claim, so no other live writer uses `unique`.
+    pub fn resume(root: &Path, kind: &str, unique: &str) -> Result<ArtifactWriter> {
+        validate_kind(kind)?;
+        if unique.is_empty() || !unique.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(Error::InvalidArgument(format!("`{unique}` is not a work directory name")));
+        }
+        let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
+        let tmp = root.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let lock_path = tmp.join(format!("{kind}-{unique}{LOCK_SUFFIX}"));
+        let dir = tmp.join(format!("{kind}-{unique}"));
+        // `recover` in another process may hold (and then delete) a dead attempt's lock file: wait for it.
+        for _ in 0..200 {
+            let lock = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(|e| Error::io(&lock_path, e))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+            }
+            if !still_at(&lock, &lock_path) {
+                continue;
+            }
+            if dir.exists() && !dir.join(RESUMABLE_MARKER).exists() {
+                remove_any(&dir)?;
+            }
+            if !dir.exists() {
+                fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            return Ok(ArtifactWriter {
+                dir,
+                root,
+                kind: kind.to_string(),
+                unique: unique.to_string(),
+                lock_path,
+                _lock: lock,
+                committed: false,
+            });
+        }
+        Err(Error::Busy { what: format!("the work directory {}", dir.display()) })
+    }
+
     /// The directory to write the artifact's files into.
     pub fn dir(&self) -> &Path {
         &self.dir

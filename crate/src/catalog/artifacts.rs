@@ -35,6 +35,8 @@ pub enum ArtifactStatus {
     Tokenizing,
     /// A model's activations are being computed and written.
     Caching,
+    /// Sparse autoencoders are being trained.
+    Training,
     /// Complete and usable.
     Ready,
     /// The work failed; the row's `error` says why.
@@ -44,13 +46,14 @@ pub enum ArtifactStatus {
     Interrupted,
 }
 
-const ALL_STATUSES: [ArtifactStatus; 9] = [
+const ALL_STATUSES: [ArtifactStatus; 10] = [
     ArtifactStatus::Pending,
     ArtifactStatus::Adding,
     ArtifactStatus::Importing,
     ArtifactStatus::Downloading,
     ArtifactStatus::Tokenizing,
     ArtifactStatus::Caching,
+    ArtifactStatus::Training,
     ArtifactStatus::Ready,
     ArtifactStatus::Failed,
     ArtifactStatus::Interrupted,
@@ -66,6 +69,7 @@ impl ArtifactStatus {
             ArtifactStatus::Downloading => "downloading",
             ArtifactStatus::Tokenizing => "tokenizing",
             ArtifactStatus::Caching => "caching",
+            ArtifactStatus::Training => "training",
             ArtifactStatus::Ready => "ready",
             ArtifactStatus::Failed => "failed",
             ArtifactStatus::Interrupted => "interrupted",

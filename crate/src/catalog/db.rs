@@ -195,6 +195,15 @@ const MIGRATIONS: &[&str] = &[
         num_bytes   INTEGER NOT NULL,
         statistics  TEXT NOT NULL DEFAULT '{}'
     );",
+    // v4: SAE training runs: the typed record (steps, tokens, time, each SAE's final metrics) under the
+    // run's artifact id; the SAEs' files and the metrics history are in the run's directory.
+    "CREATE TABLE sae_runs (
+        id          INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
+        steps       INTEGER NOT NULL,
+        tokens      INTEGER NOT NULL,
+        seconds     REAL NOT NULL,
+        saes        TEXT NOT NULL DEFAULT '[]'
+    );",
 ];
 
 /// The catalog schema version this saekit writes and understands.

@@ -67,6 +67,11 @@ pub struct ArtifactPlan {
     /// `Some(folder)`: the work writes files, into a new directory that becomes `artifacts/<folder>/…`.
     pub dir: Option<&'static str>,
     pub if_ready: IfReady,
+    /// The work can continue an earlier attempt: its directory is the same for every attempt at this
+    /// name (`tmp/<folder>-r<hash of kind and name>`), and when the work has marked it
+    /// [`RESUMABLE_MARKER`](super::artifact::RESUMABLE_MARKER) a failed, cancelled or killed attempt
+    /// leaves it (and the row, as failed) for the next one to find.
+    pub resumable: bool,
 }
 
 /// Where the work writes its files: `path()` now, at `final_path()` once committed.
@@ -191,6 +196,11 @@ impl Workspace {
 
         let result = (|| -> Result<()> {
             let writer = match plan.dir {
+                Some(folder) if plan.resumable => Some(ArtifactWriter::resume(
+                    self.root(),
+                    folder,
+                    &format!("r{:016x}", name_hash(plan.kind, &plan.name)),
+                )?),
                 Some(folder) => Some(ArtifactWriter::begin(self.root(), folder)?),
                 None => None,
             };
@@ -218,7 +228,8 @@ impl Workspace {
         match result {
             Ok(()) => Ok(Produced::Made(id)),
             Err(e) => {
-                self.abandon(id, created, &e);
+                // A cancelled resumable attempt stays (as failed, "cancelled") beside the partial it left.
+                self.abandon(id, created && !plan.resumable, &e);
                 Err(e)
             }
         }
@@ -299,8 +310,17 @@ impl Drop for ProgressWriter {
 fn claim_path(root: &Path, kind: &str, name: &str) -> PathBuf {
     // Names may hold `/`: keep the readable characters and add a hash against collisions.
     let readable: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let hash = fnv1a(name.bytes());
     root.join("locks").join(format!("{kind}-{}-{hash:016x}.lock", readable.chars().take(80).collect::<String>()))
+}
+
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// A stable hash of artifact (`kind`, `name`): the name of a resumable attempt's directory.
+fn name_hash(kind: &str, name: &str) -> u64 {
+    fnv1a(kind.bytes().chain([0]).chain(name.bytes()))
 }
 
 /// Whether a live process (this one included) holds the claim on artifact (`kind`, `name`).

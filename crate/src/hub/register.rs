@@ -96,6 +96,7 @@ impl Request for Download {
             parents: Vec::new(),
             dir: plan.max_rows.map(|_| "datasets"),
             if_ready: IfReady::Refuse,
+            resumable: false,
         };
         let produced = ws.produce(artifact, ctx, |dir, ctx| {
             let mut rows_so_far = 0u64;

@@ -56,6 +56,7 @@ impl Workspace {
             parents: vec![],
             dir: None,
             if_ready: IfReady::Reuse,
+            resumable: false,
         };
         let record = ModelRecord {
             model: info.name.clone(),

@@ -6,10 +6,20 @@
 //!
 //! Architectures are registered by name ([`Architecture`]): `standard` (ReLU) and `topk` (the k largest
 //! pre-activations, then ReLU of the kept values, the rest zero, as SAELens and OpenAI's reference do).
-//! Both subtract `b_dec` from the input first when `apply_b_dec_to_input`. Training comes next (issue #15);
-//! this is the model it will write.
+//! Both subtract `b_dec` from the input first when `apply_b_dec_to_input`.
+//!
+//! Rooms: this module (the SAE and its files), [`train`] (one SAE's step, optimiser and checkpoint),
+//! [`run`] (several SAEs trained from one activation pass, as a catalog artifact, with checkpoints and
+//! resume), [`history`] (the metrics history as Parquet), [`table`] (the run's catalog record).
 
+pub mod history;
+pub mod run;
+pub mod table;
 pub mod train;
+
+pub use history::HistoryRow;
+pub use run::{RunConfig, RunHistory, SaeRun, SaeRunSpec, SaeSpec};
+pub use table::{SAE_RUN_KIND, SaeSummary};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -361,6 +371,21 @@ impl Sae {
         let (d_in, d_sae) = (self.config.d_in as u64, self.config.d_sae as u64);
         2 * d_in * d_sae + d_in + d_sae
     }
+
+    /// An SAE trained on inputs scaled by `scale` (`expected_average_only_in`: √d_in / mean‖x‖), as one
+    /// that takes the raw inputs and gives raw reconstructions, with the same latents: `W_enc · scale`,
+    /// `W_dec / scale`, `b_dec / scale` (`b_enc` unchanged). Its config says `normalize_activations: "none"`.
+    pub fn fold_input_scale(&self, scale: f64) -> Result<Sae> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::InvalidArgument(format!("an input scale must be finite and above 0, not {scale}")));
+        }
+        let mut sae = self.clone();
+        sae.w_enc = (&self.w_enc * scale)?;
+        sae.w_dec = (&self.w_dec / scale)?;
+        sae.b_dec = (&self.b_dec / scale)?;
+        sae.config.normalize_activations = none();
+        Ok(sae)
+    }
 }
 
 fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
@@ -440,6 +465,34 @@ mod tests {
         assert_eq!(out[1], [0.0, 0.0, 0.0, 0.0], "kept values are ReLU'd: all negative gives zeros");
         let all = top_k_relu(&pre, 10).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(all[0], [0.5, 0.0, 2.0, 0.5]);
+    }
+
+    /// Folding a scale s into the weights: the folded SAE on x has the latents the original has on s·x,
+    /// and reconstructs x at its own scale (the original's reconstruction of s·x, divided by s).
+    #[test]
+    fn a_folded_input_scale_gives_the_same_latents_on_raw_inputs() {
+        for arch in [Architecture::TopK { k: 3 }, Architecture::Standard] {
+            let mut sae = Sae::new(SaeConfig::new(6, 10, arch), 0.3, 2).unwrap();
+            sae.b_dec = Tensor::from_vec(vec![0.1f32, -0.2, 0.3, 0.0, 0.5, -0.1], 6, &Device::Cpu).unwrap();
+            sae.b_enc = Tensor::from_vec(uniform(10, 4), 10, &Device::Cpu).unwrap();
+            sae.config.normalize_activations = "expected_average_only_in".into();
+            let x = Tensor::from_vec(uniform(24, 9), (4, 6), &Device::Cpu).unwrap();
+            let s = 3.7;
+            let folded = sae.fold_input_scale(s).unwrap();
+            assert_eq!(folded.config.normalize_activations, "none");
+            let (z_scaled, x_hat_scaled) = sae.forward(&(&x * s).unwrap()).unwrap();
+            let (z, x_hat) = folded.forward(&x).unwrap();
+            let close = |a: &Tensor, b: &Tensor| {
+                let (a, b) = (
+                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                a.iter().zip(&b).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()))
+            };
+            assert!(close(&z, &z_scaled), "{arch:?}: latents");
+            assert!(close(&x_hat, &(x_hat_scaled / s).unwrap()), "{arch:?}: reconstruction");
+            assert!(sae.fold_input_scale(0.0).is_err() && sae.fold_input_scale(f64::NAN).is_err());
+        }
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Request for Tokenize {
             parents: vec![dataset.id()],
             dir: Some("tokens"),
             if_ready: IfReady::Reuse,
+            resumable: false,
         };
         let (tokenizer, params) = (&self.tokenizer, &self.params);
         let produced = ws.produce(plan, ctx, |dir, ctx| {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod austen;
 pub mod mock_hub;
 pub mod tiny_models;
 

@@ -6,6 +6,7 @@ mod activations;
 mod models;
 mod pages;
 mod sae;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +115,23 @@ enum Command {
     /// Sparse autoencoders in SAELens' layout: make one, show one, run one
     #[command(subcommand)]
     Sae(sae::SaeCommand),
+    /// Train SAEs from a run config (JSON: tokenization, model, saes, and any knob to change); run it again
+    /// after a crash or Ctrl-C to continue from the last checkpoint
+    Train {
+        #[arg(value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// Print the run's record as one JSON object instead of its card
+        #[arg(long)]
+        json: bool,
+        /// Print the resolved config first
+        #[arg(long)]
+        show_config: bool,
+    },
+    /// SAE training runs in the workspace, with each SAE's final metrics
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (e.g. `saekit completions bash > ~/.local/share/bash-completion/completions/saekit`)
     Completions { shell: clap_complete::Shell },
 }
@@ -316,6 +334,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokenizer(command) => models::tokenizer(command),
         Command::Activations(command) => activations::activations(command, open_workspace()?),
         Command::Sae(command) => sae::sae(command),
+        Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
+        Command::Runs { json } => train::runs(open_workspace()?, json),
         Command::Du => {
             println!("{}", open_workspace()?.disk_usage()?.bundle().plain());
             Ok(())

@@ -1,0 +1,302 @@
+//! SAE training runs on the tiny GPT-2 over Austen: several SAEs from one activation pass, each one's
+//! weights those of a lone trainer fed the same store; the run as a catalog artifact with lineage, its
+//! files (SAELens' layout, the history as Parquet, the resolved config); reuse; `saekit train` killed with
+//! SIGKILL and run again, and a cancelled job run again, end with an uninterrupted run's weights; and
+//! `saekit runs`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use saekit::activations::StoreOptions;
+use saekit::display::Render;
+use saekit::sae::train::{TrainConfig, Trainer};
+use saekit::sae::{Architecture, Sae, SaeConfig, SaeRunSpec, SaeSpec};
+use saekit::{Error, Workspace};
+use support::austen::{Fixture, fixture};
+
+const BIN: &str = env!("CARGO_BIN_EXE_saekit");
+const RESID: &str = "blocks.1.hook_resid_post";
+const MLP: &str = "blocks.0.mlp.hook_post";
+
+fn cache_params() -> saekit::activations::CacheParams {
+    saekit::activations::CacheParams { max_tokens: Some(3000), ..Default::default() }
+}
+
+/// Three SAEs at two hooks: TopK and standard at the residual stream, a normalised TopK with `b_dec`
+/// at the mean at the MLP; 24 steps of 128 tokens, a history row every 4 steps.
+fn three(f: &Fixture) -> SaeRunSpec {
+    let quick = TrainConfig { lr: 3e-3, dead_feature_window: 8, feature_sampling_window: 10, ..Default::default() };
+    SaeRunSpec::new(&f.tokens, &f.model)
+        .sae(SaeSpec::topk(RESID, 64, 4).train(quick.clone()))
+        .sae(SaeSpec::standard(RESID, 32, 0.5).train(TrainConfig { l1_coefficient: 0.5, ..quick.clone() }))
+        .sae(SaeSpec::topk(MLP, 128, 8).train(quick).normalized().b_dec_at_mean().name("mlp"))
+        .cache(cache_params())
+        .training_tokens(24 * 128)
+        .batch_tokens(128)
+        .buffer_tokens(1024)
+        .seed(5)
+        .metrics_every(4)
+        .checkpoint_every(0)
+}
+
+fn weights(sae: &Sae) -> Vec<Vec<f32>> {
+    [&sae.w_enc, &sae.b_enc, &sae.w_dec, &sae.b_dec]
+        .iter()
+        .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn several_saes_train_from_one_pass_into_a_run_with_lineage_files_and_history() {
+    let f = fixture();
+    let run = f.ws.train_saes(&three(&f)).unwrap();
+    assert_eq!((run.steps(), run.tokens()), (24, 24 * 128));
+    let names: Vec<&str> = run.summaries().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, [format!("{RESID}-topk4-64").as_str(), &format!("{RESID}-standard-32"), "mlp"]);
+    assert_eq!(f.ws.activation_caches().unwrap().len(), 1, "one cache holds both hooks");
+    let cache = f.ws.activation_caches().unwrap().remove(0);
+    let hooks: Vec<&str> = cache.hooks().iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(hooks, [RESID, MLP]);
+
+    // The first SAE is what a lone trainer makes from a store of the same options: the run adds nothing
+    // to the batches and steps.
+    let store_options = StoreOptions { batch_tokens: 128, buffer_tokens: 1024, seed: 5, epochs: 2 };
+    let mut store = cache.store(&store_options).unwrap();
+    let quick = TrainConfig {
+        lr: 3e-3,
+        dead_feature_window: 8,
+        feature_sampling_window: 10,
+        total_steps: 24,
+        ..Default::default()
+    };
+    let mut lone =
+        Trainer::new(Sae::new(SaeConfig::new(16, 64, Architecture::TopK { k: 4 }), 0.1, 5).unwrap(), quick).unwrap();
+    for _ in 0..24 {
+        lone.step(store.next_batch().unwrap().unwrap().get(RESID).unwrap()).unwrap();
+    }
+    let first = run.sae(&names[0]).unwrap();
+    assert_eq!(weights(&first), weights(&lone.sae));
+    // Its sparsity file is the last window's densities (steps 21–24: 4 × 128 tokens), as log10.
+    let sparsity = first.sparsity.as_ref().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(sparsity, lone.log10_density());
+    let fired = sparsity.iter().filter(|&&s| s > -10.0).count();
+    assert!(fired > 4 && fired <= 64, "{fired}");
+    let total: f64 = lone.feature_density().iter().sum();
+    assert!((total - 4.0).abs() < 1e-9, "TopK k=4: the densities sum to k ({total})");
+
+    // Files: SAELens' layout with metadata, normalisation folded in, the resolved config, the history.
+    let mlp = run.sae("mlp").unwrap();
+    assert_eq!((mlp.config.d_in, mlp.config.d_sae, mlp.config.k), (64, 128, Some(8)));
+    assert_eq!(mlp.config.normalize_activations, "none");
+    let meta = &mlp.config.metadata;
+    assert_eq!(meta.hook_name.as_deref(), Some(MLP));
+    assert_eq!(meta.model_name.as_deref(), Some(f.model.name()));
+    assert_eq!((meta.context_size, meta.prepend_bos), (Some(32), Some(true)));
+    assert_eq!(meta.dataset_path.as_deref(), Some(f.tokens.name()));
+    let stats = cache.stats().hooks.iter().find(|h| h.name == MLP).unwrap();
+    let scale = run.summaries()[2].input_scale;
+    assert!((scale - 8.0 / stats.mean_norm).abs() < 1e-12, "√64 / mean norm: {scale}");
+    assert_eq!(run.summaries()[0].input_scale, 1.0);
+    // Folded: the saved SAE on raw activations reconstructs them at their own scale.
+    let batch = cache.store(&StoreOptions { batch_tokens: 512, ..Default::default() }).unwrap().next_batch().unwrap();
+    let x = batch.unwrap().get(MLP).unwrap().clone();
+    let (_, x_hat) = mlp.forward(&x).unwrap();
+    let norm = |t: &saekit::models::Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+    let ratio = norm(&x_hat) / norm(&x);
+    assert!(ratio > 0.3 && ratio < 1.5, "reconstruction at the input's scale: {ratio}");
+
+    let config = run.config().unwrap();
+    assert_eq!(config.saes[1].hook, RESID);
+    assert_eq!(config.saes[1].seed, Some(6), "the run's seed plus the SAE's place");
+    assert_eq!(config.cache.hooks, [RESID, MLP]);
+    assert_eq!(config.saes[0].train.total_steps, 24);
+
+    let history = run.history().unwrap();
+    assert_eq!(history.rows.len(), 3 * 6, "3 SAEs × steps 4, 8, …, 24");
+    let steps: Vec<u64> = history.rows.iter().filter(|r| r.sae == "mlp").map(|r| r.metrics.step).collect();
+    assert_eq!(steps, [4, 8, 12, 16, 20, 24]);
+    assert_eq!(history.rows.last().unwrap().tokens, 24 * 128);
+    for s in run.summaries() {
+        let curve = history.series(&s.name, |r| r.metrics.mse);
+        assert!(curve.last().unwrap().1 < curve[0].1, "{}: MSE falls: {curve:?}", s.name);
+        assert_eq!(s.last, history.rows.iter().rev().find(|r| r.sae == s.name).unwrap().metrics);
+    }
+    assert!(run.path().join("history.parquet").is_file());
+    assert!(!run.path().join("checkpoint").exists(), "no checkpoint is kept with a finished run");
+
+    // Lineage: the cache, the tokenization and the model.
+    let lineage = run.lineage(&f.ws).unwrap();
+    let mut parents: Vec<&str> =
+        lineage.nodes.iter().filter(|(_, depth)| *depth == -1).map(|(a, _)| a.kind.as_str()).collect();
+    parents.sort();
+    assert_eq!(parents, ["activations", "model", "tokenization"]);
+
+    // Shown: the SAEs with their last metrics and the curves.
+    let card = run.bundle();
+    for text in ["SAE run", "mlp", "topk k=4", "explained variance", "24 steps"] {
+        assert!(card.plain().contains(text), "{text}: {}", card.plain());
+    }
+    assert!(card.get("image/svg+xml").is_some() || card.get("text/html").unwrap().contains("<svg"));
+
+    // The same request again is the same run, not trained again.
+    let again = f.ws.train_saes(&three(&f)).unwrap();
+    assert_eq!(again.id(), run.id());
+    assert_eq!(f.ws.sae_runs().unwrap().len(), 1);
+    // The same name with another config is refused.
+    let other = three(&f).name(run.name()).seed(9);
+    let e = f.ws.train_saes(&other).unwrap_err();
+    assert!(e.to_string().contains("another config"), "{e}");
+}
+
+#[test]
+fn a_config_is_checked_before_anything_is_made() {
+    let f = fixture();
+    let bad = |spec: SaeRunSpec, want: &str| {
+        let e = f.ws.train_saes(&spec).unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    };
+    let base = || SaeRunSpec::new(&f.tokens, &f.model).cache(cache_params()).batch_tokens(128);
+    bad(base(), "at least one SAE");
+    bad(base().sae(SaeSpec::topk("blocks.7.hook_resid_post", 8, 2)), "blocks.7");
+    bad(base().sae(SaeSpec::topk(RESID, 8, 9)), "k 9 must be between 1 and d_sae 8");
+    bad(base().sae(SaeSpec::topk(RESID, 8, 2)).sae(SaeSpec::topk(RESID, 8, 2)), "two SAEs are named");
+    bad(base().sae(SaeSpec { normalize_activations: "layer_norm".into(), ..SaeSpec::topk(RESID, 8, 2) }), "layer_norm");
+    assert!(f.ws.activation_caches().unwrap().is_empty(), "nothing was cached for a bad config");
+    bad(base().sae(SaeSpec::topk(RESID, 8, 2)).training_tokens(100), "is not one step");
+}
+
+/// A run config for the CLI: a long enough run (a wide MLP SAE, 240 steps) with a checkpoint every 20.
+fn cli_config(f: &Fixture, name: &str) -> PathBuf {
+    let config = serde_json::json!({
+        "name": name,
+        "tokenization": f.tokens.name(),
+        "model": f.model_dir(),
+        "saes": [
+            {"hook": MLP, "d_sae": 2048, "k": 16, "lr": 1e-3, "dead_feature_window": 50},
+            {"hook": RESID, "architecture": "standard", "d_sae": 64, "l1_coefficient": 0.3, "l1_warm_up_steps": 30}
+        ],
+        "training_tokens": 240 * 128,
+        "train_batch_size_tokens": 128,
+        "buffer_tokens": 1024,
+        "seed": 1,
+        "metrics_every": 10,
+        "checkpoint_every": 20,
+        "cache": {"max_tokens": 3000},
+        "memory": "1GiB"
+    });
+    let path = f.dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+fn train(ws: &Workspace, config: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["--workspace", ws.root().to_str().unwrap(), "train", config.to_str().unwrap()]);
+    c
+}
+
+/// The resumable work directory of a run, once it holds a checkpoint.
+fn checkpointed(ws: &Workspace) -> Option<PathBuf> {
+    std::fs::read_dir(ws.root().join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("checkpoint/state.json").is_file() && p.join("RESUMABLE").is_file())
+}
+
+#[test]
+fn saekit_train_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run() {
+    let f = fixture();
+    let whole = train(&f.ws, &cli_config(&f, "whole")).output().unwrap();
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    let card = String::from_utf8_lossy(&whole.stdout);
+    assert!(card.contains("SAE run whole") && card.contains("240 steps"), "{card}");
+
+    let killed_config = cli_config(&f, "killed");
+    let mut child = train(&f.ws, &killed_config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let partial = loop {
+        if let Some(p) = checkpointed(&f.ws) {
+            break p;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(partial.join("checkpoint/state.json")).unwrap()).unwrap();
+    let at = state["step"].as_u64().unwrap();
+    assert!(at > 0 && at < 240 && at % 20 == 0, "killed at a checkpoint mid-run: {at}");
+    assert_eq!(f.ws.sae_runs().unwrap().len(), 1, "the killed run is not ready");
+
+    // Reopening (which clears dead writers' partials) keeps the resumable one; running again continues.
+    let ws = Workspace::open(f.ws.root()).unwrap();
+    assert!(partial.join("checkpoint/state.json").is_file());
+    let again = train(&ws, &killed_config).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(!partial.exists(), "the partial became the run");
+    let (whole, killed) = (ws.sae_run("whole").unwrap(), ws.sae_run("killed").unwrap());
+    for name in ["blocks.0.mlp.hook_post-topk16-2048", "blocks.1.hook_resid_post-standard-64"] {
+        let (a, b) = (whole.sae(name).unwrap(), killed.sae(name).unwrap());
+        assert_eq!(weights(&a), weights(&b), "{name}");
+        assert_eq!(
+            a.sparsity.unwrap().to_vec1::<f32>().unwrap(),
+            b.sparsity.unwrap().to_vec1::<f32>().unwrap(),
+            "{name}: the density window came back too"
+        );
+    }
+    let strip = |h: saekit::sae::RunHistory| -> Vec<_> { h.rows.into_iter().map(|r| (r.sae, r.metrics)).collect() };
+    let (a, b) = (strip(whole.history().unwrap()), strip(killed.history().unwrap()));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "history row {i} (killed at step {at})");
+    }
+
+    // `saekit runs` lists both with their SAEs' final metrics.
+    let out = Command::new(BIN).args(["--workspace", ws.root().to_str().unwrap(), "runs"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1 + 2 * 2, "{text}");
+    let last = whole.summaries()[0].last;
+    assert!(text.contains(&format!("whole\t240\t{}\tblocks.0.mlp.hook_post-topk16-2048", 240 * 128)), "{text}");
+    assert!(text.contains(&format!("{:.4}", last.explained_variance)), "{text}");
+}
+
+#[test]
+fn a_cancelled_job_keeps_its_checkpoint_and_the_next_attempt_continues_from_it() {
+    let f = fixture();
+    let spec = three(&f).training_tokens(400 * 128).checkpoint_every(10).name("cancelled");
+    let whole = f.ws.train_saes(&spec.clone().name("whole")).unwrap();
+    let job = f.ws.train_saes_job(&spec);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while checkpointed(&f.ws).is_none() {
+        assert!(Instant::now() < deadline && !job.status().is_finished(), "no checkpoint before the end");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    job.cancel();
+    assert!(matches!(job.wait(), Err(Error::Cancelled)));
+    let id = f.ws.catalog().with_conn(|c| f.ws.catalog().artifact_id_in(c, "sae_run", "cancelled")).unwrap();
+    let row = f.ws.catalog().artifact(id.expect("the cancelled run's row")).unwrap();
+    assert_eq!(row.status.to_string(), "failed", "the cancelled run stays listed beside its partial");
+    assert!(row.error.unwrap_or_default().contains("cancel"));
+    let resumed = f.ws.train_saes(&spec).unwrap();
+    for s in whole.summaries() {
+        assert_eq!(weights(&whole.sae(&s.name).unwrap()), weights(&resumed.sae(&s.name).unwrap()), "{}", s.name);
+    }
+}
+
+#[test]
+fn saekit_train_names_the_file_and_the_field_of_a_bad_config() {
+    let f = fixture();
+    let path = f.dir.path().join("bad.json");
+    std::fs::write(&path, r#"{"tokenization": "x", "model": "y", "saes": [{"hook": "h", "d_sea": 3}]}"#).unwrap();
+    let out = train(&f.ws, &path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json") && err.contains("unknown field `d_sea`"), "{err}");
+}
