@@ -161,3 +161,74 @@ def test_a_budget_too_small_is_refused_before_any_work(saekit, workspace):
     assert "needs" in r.stderr and "100.0 MiB budget" in r.stderr and "model weights" in r.stderr, r.stderr
     assert artifact_path(workspace, "activations") == before
     assert not list((workspace / "tmp").glob("*")) or all(p.suffix == ".lock" for p in (workspace / "tmp").iterdir())
+
+
+def test_saekit_train_writes_saes_python_reads_and_a_history_pyarrow_reads(saekit, workspace, tmp_path):
+    """`saekit train` on MiniLM's real activations (f32 cache of the first 8,192 tokens): two SAEs from one
+    pass. safetensors + numpy (SAELens' formulas, test_sae_files) reconstruct the whole cache with the
+    explained variance the run reports at its last step (within 0.1: that was one batch), TopK's L0 is k,
+    the normalised SAE works on raw activations (folded), and pyarrow reads the history."""
+    import pyarrow.parquet as pq
+    from safetensors.numpy import load_file
+
+    from test_sae_files import np_decode, np_encode
+
+    hook = HOOKS[0]
+    config = {
+        "name": "minilm-saes",
+        "tokenization": tokenization_name(workspace),
+        "model": str(MINILM),
+        "saes": [
+            {"name": "topk", "hook": hook, "d_sae": 768, "k": 16, "lr": 1e-3},
+            {"name": "relu", "hook": hook, "architecture": "standard", "d_sae": 512, "l1_coefficient": 0.5,
+             "lr": 1e-3, "normalize_activations": "expected_average_only_in", "b_dec_init": "mean"},
+        ],
+        "training_tokens": 8192 * 3,
+        "train_batch_size_tokens": 512,
+        "buffer_tokens": 4096,
+        "metrics_every": 8,
+        "checkpoint_every": 16,
+        "cache": {"max_tokens": 8192},
+        "memory": "2GiB",
+    }
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    r = saekit("--workspace", workspace, "train", path, "--json")
+    assert r.returncode == 0, r.stderr
+    run = json.loads(r.stdout)
+    assert run["steps"] == 48 and run["tokens"] == 48 * 512, run
+    folder = Path(run["path"]) if Path(run["path"]).is_absolute() else workspace / run["path"]
+
+    (cache,) = sqlite3.connect(workspace / "catalog.sqlite").execute(
+        "SELECT a.path FROM lineage l JOIN artifacts a ON a.id = l.parent WHERE l.child = ? AND a.kind = 'activations'",
+        (run["id"],),
+    ).fetchone()
+    index, _, acts = read_cache(Path(cache) if Path(cache).is_absolute() else workspace / cache)
+    assert index["num_tokens"] == 8192
+    x = acts[hook]
+    total = ((x - x.mean(0)) ** 2).sum()
+    by_name = {s["name"]: s for s in run["saes"]}
+    for name in ["topk", "relu"]:
+        sae = folder / "saes" / name
+        cfg = json.loads((sae / "cfg.json").read_text())
+        assert cfg["normalize_activations"] == "none" and cfg["metadata"]["hook_name"] == hook
+        assert cfg["metadata"]["sae_lens_version"] >= "6.0.0"
+        w = load_file(sae / "sae_weights.safetensors")
+        assert sorted(w) == ["W_dec", "W_enc", "b_dec", "b_enc"]
+        sparsity = load_file(sae / "sparsity.safetensors")["sparsity"]
+        assert sparsity.shape == (cfg["d_sae"],) and (sparsity <= 0).all()
+        z = np_encode(w, cfg, x)
+        ev = 1 - ((np_decode(w, z) - x) ** 2).sum() / total
+        last = by_name[name]["last"]
+        assert abs(ev - last["explained_variance"]) < 0.1, (name, ev, last)
+        assert ev > 0.3, (name, ev)
+        if name == "topk":
+            assert ((z > 0).sum(1) <= 16).all() and abs((z > 0).sum(1).mean() - last["l0"]) < 0.5
+        else:
+            assert by_name[name]["input_scale"] != 1.0
+
+    table = pq.read_table(folder / "history.parquet")
+    assert table.num_rows == 2 * 6
+    for column in ["sae", "step", "tokens", "mse", "l0", "explained_variance", "dead", "lr", "mean_log10_density"]:
+        assert column in table.column_names, column
+    assert table.column("step").to_pylist()[-1] == 48

@@ -394,8 +394,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     let fx = v1_workspace();
     let root = &fx.root;
     assert_eq!(
-        SCHEMA_VERSION, 3,
-        "this test upgrades v1 to v3 (v3 adds two empty tables); add the next version's checks"
+        SCHEMA_VERSION, 4,
+        "this test upgrades v1 to v4 (v3 and v4 add empty tables); add the next version's checks"
     );
 
     let ws = Workspace::open(root).unwrap();
@@ -406,7 +406,16 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     assert_eq!(user_version(&conn), SCHEMA_VERSION);
     assert_eq!(
         names(&conn, "table"),
-        ["activation_caches", "artifact_tags", "artifacts", "datasets", "lineage", "models", "tokenizations"]
+        [
+            "activation_caches",
+            "artifact_tags",
+            "artifacts",
+            "datasets",
+            "lineage",
+            "models",
+            "sae_runs",
+            "tokenizations"
+        ]
     );
     assert_eq!(
         names(&conn, "index"),
