@@ -284,10 +284,26 @@ fn a_cancelled_job_keeps_its_checkpoint_and_the_next_attempt_continues_from_it()
     let row = f.ws.catalog().artifact(id.expect("the cancelled run's row")).unwrap();
     assert_eq!(row.status.to_string(), "failed", "the cancelled run stays listed beside its partial");
     assert!(row.error.unwrap_or_default().contains("cancel"));
+    let partial = row.path.expect("the row names the partial it left");
+    assert!(partial.join("checkpoint/state.json").is_file(), "{}", partial.display());
     let resumed = f.ws.train_saes(&spec).unwrap();
     for s in whole.summaries() {
         assert_eq!(weights(&whole.sae(&s.name).unwrap()), weights(&resumed.sae(&s.name).unwrap()), "{}", s.name);
     }
+    assert!(!partial.exists(), "the partial became the run");
+
+    // A cancelled run deleted takes its partial with it.
+    let job = f.ws.train_saes_job(&spec.clone().name("dropped"));
+    while checkpointed(&f.ws).is_none() {
+        assert!(!job.status().is_finished(), "no checkpoint before the end");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    job.cancel();
+    assert!(job.wait().is_err());
+    let partial = checkpointed(&f.ws).unwrap();
+    let id = f.ws.catalog().with_conn(|c| f.ws.catalog().artifact_id_in(c, "sae_run", "dropped")).unwrap().unwrap();
+    f.ws.delete_artifact(&id, false).unwrap();
+    assert!(!partial.exists(), "deleted with its row: {}", partial.display());
 }
 
 #[test]

@@ -194,15 +194,12 @@ impl Workspace {
             Started::TookOver(id) => (id, false),
         };
 
+        let resumable = plan.resumable.then(|| format!("r{:016x}", name_hash(plan.kind, &plan.name)));
         let result = (|| -> Result<()> {
-            let writer = match plan.dir {
-                Some(folder) if plan.resumable => Some(ArtifactWriter::resume(
-                    self.root(),
-                    folder,
-                    &format!("r{:016x}", name_hash(plan.kind, &plan.name)),
-                )?),
-                Some(folder) => Some(ArtifactWriter::begin(self.root(), folder)?),
-                None => None,
+            let writer = match (plan.dir, &resumable) {
+                (Some(folder), Some(unique)) => Some(ArtifactWriter::resume(self.root(), folder, unique)?),
+                (Some(folder), None) => Some(ArtifactWriter::begin(self.root(), folder)?),
+                (None, _) => None,
             };
             let dir = writer.as_ref().map(|w| WorkDir { path: w.dir().to_path_buf(), final_path: w.final_path() });
             let record = {
@@ -228,8 +225,16 @@ impl Workspace {
         match result {
             Ok(()) => Ok(Produced::Made(id)),
             Err(e) => {
-                // A cancelled resumable attempt stays (as failed, "cancelled") beside the partial it left.
-                self.abandon(id, created && !plan.resumable, &e);
+                // A resumable attempt's row stays (failed, or "cancelled") and names the partial it left, so
+                // deleting the row removes that too.
+                let partial = match (plan.dir, &resumable) {
+                    (Some(folder), Some(unique)) => std::path::absolute(self.root())
+                        .ok()
+                        .map(|root| root.join(super::TMP_DIR).join(format!("{folder}-{unique}")))
+                        .filter(|dir| dir.join(super::RESUMABLE_MARKER).exists()),
+                    _ => None,
+                };
+                self.abandon(id, created && !plan.resumable, &e, partial);
                 Err(e)
             }
         }
@@ -237,7 +242,7 @@ impl Workspace {
 
     /// After a failed attempt the row says `failed` with the error, so the catalog tells what went
     /// wrong; after a cancelled one, a row this attempt created is removed (one it took over stays failed).
-    fn abandon(&self, id: i64, created: bool, error: &Error) {
+    fn abandon(&self, id: i64, created: bool, error: &Error, partial: Option<PathBuf>) {
         let catalog = self.catalog();
         let _ = catalog.with_write_tx(|tx| {
             if matches!(error, Error::Cancelled) && created {
@@ -246,6 +251,7 @@ impl Workspace {
             let update = ArtifactUpdate {
                 status: Some(ArtifactStatus::Failed),
                 error: Some(Some(error.to_string())),
+                path: partial,
                 ..Default::default()
             };
             catalog.update_artifact_in(tx, id, &update).map(|_| ())

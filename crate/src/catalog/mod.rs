@@ -221,9 +221,11 @@ impl Workspace {
 
     fn remove_owned(&self, paths: Vec<PathBuf>) -> Result<()> {
         let owned = self.root().join(ARTIFACTS_DIR);
+        let partials = self.root().join(TMP_DIR);
         for path in paths {
-            // Only what saekit wrote is saekit's to delete.
-            if path.starts_with(&owned) {
+            // Only what saekit wrote is saekit's to delete: committed artifacts, and the partial a
+            // resumable attempt left.
+            if path.starts_with(&owned) || path.starts_with(&partials) {
                 remove_artifact(&path)?;
             }
         }
