@@ -79,10 +79,6 @@ fn select() -> String {
     )
 }
 
-fn at<T>(catalog: &Catalog, result: rusqlite::Result<T>) -> Result<T> {
-    result.map_err(|source| Error::Catalog { path: catalog.path().to_path_buf(), source })
-}
-
 fn from_row(catalog: &Catalog, r: &Row) -> rusqlite::Result<ActivationCacheRow> {
     let a = catalog.artifact_from_row(r)?;
     let c = ARTIFACT_COLUMN_COUNT;
@@ -107,20 +103,10 @@ fn from_row(catalog: &Catalog, r: &Row) -> rusqlite::Result<ActivationCacheRow> 
 
 /// Cache `id` (ready ones only: a cache has a record once committed).
 pub fn activation_cache_in(catalog: &Catalog, conn: &Connection, id: i64) -> Result<ActivationCacheRow> {
-    let sql = format!("{} AND a.id = ?1", select());
-    match conn.query_row(&sql, [id], |r| from_row(catalog, r)) {
-        Ok(row) => Ok(row),
-        Err(rusqlite::Error::QueryReturnedNoRows) => {
-            Err(Error::NotFound { kind: ACTIVATIONS_KIND, name: id.to_string(), catalog: catalog.path().to_path_buf() })
-        }
-        Err(e) => at(catalog, Err(e)),
-    }
+    catalog.stage_row_in(conn, ACTIVATIONS_KIND, &select(), id, |r| from_row(catalog, r))
 }
 
 /// Every ready cache, newest first.
 pub fn activation_caches_in(catalog: &Catalog, conn: &Connection) -> Result<Vec<ActivationCacheRow>> {
-    let sql = format!("{} ORDER BY a.id DESC", select());
-    let mut stmt = at(catalog, conn.prepare(&sql))?;
-    let rows = at(catalog, stmt.query_map([], |r| from_row(catalog, r)))?;
-    at(catalog, rows.collect::<rusqlite::Result<Vec<_>>>())
+    catalog.stage_rows_in(conn, &select(), |r| from_row(catalog, r))
 }

@@ -313,6 +313,37 @@ impl Catalog {
         row.ok_or_else(|| self.not_found("artifact", id.to_string()))
     }
 
+    /// A stage's typed record of artifact `id`: `select` is the stage's `SELECT {ARTIFACT_COLUMNS}, … FROM
+    /// artifacts a JOIN <its table> … WHERE a.kind = …` and `from_row` reads one of its rows. Only committed
+    /// artifacts have a record, so anything else is [`Error::NotFound`].
+    pub(crate) fn stage_row_in<T>(
+        &self,
+        conn: &Connection,
+        kind: &'static str,
+        select: &str,
+        id: i64,
+        from_row: impl Fn(&Row) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let sql = format!("{select} AND a.id = ?1");
+        conn.query_row(&sql, [id], |r| from_row(r))
+            .optional_row()
+            .at(self.path())?
+            .ok_or_else(|| self.not_found(kind, id.to_string()))
+    }
+
+    /// Every record `select` (as for [`stage_row_in`](Self::stage_row_in)) finds, newest first.
+    pub(crate) fn stage_rows_in<T>(
+        &self,
+        conn: &Connection,
+        select: &str,
+        from_row: impl Fn(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let sql = format!("{select} ORDER BY a.id DESC");
+        let mut stmt = conn.prepare(&sql).at(self.path())?;
+        let rows = stmt.query_map([], |r| from_row(r)).at(self.path())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(self.path())
+    }
+
     /// Reads the [`ARTIFACT_COLUMNS`] of a row; a working status whose owner is gone reads as interrupted.
     pub(crate) fn artifact_from_row(&self, r: &Row) -> rusqlite::Result<ArtifactRow> {
         let kind: String = r.get(1)?;

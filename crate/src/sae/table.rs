@@ -79,10 +79,6 @@ fn select() -> String {
     )
 }
 
-fn at<T>(catalog: &Catalog, result: rusqlite::Result<T>) -> Result<T> {
-    result.map_err(|source| Error::Catalog { path: catalog.path().to_path_buf(), source })
-}
-
 fn from_row(catalog: &Catalog, r: &Row) -> rusqlite::Result<SaeRunRow> {
     let a = catalog.artifact_from_row(r)?;
     let c = ARTIFACT_COLUMN_COUNT;
@@ -103,20 +99,10 @@ fn from_row(catalog: &Catalog, r: &Row) -> rusqlite::Result<SaeRunRow> {
 
 /// Run `id` (ready ones only: a run has a record once committed).
 pub fn sae_run_in(catalog: &Catalog, conn: &Connection, id: i64) -> Result<SaeRunRow> {
-    let sql = format!("{} AND a.id = ?1", select());
-    match conn.query_row(&sql, [id], |r| from_row(catalog, r)) {
-        Ok(row) => Ok(row),
-        Err(rusqlite::Error::QueryReturnedNoRows) => {
-            Err(Error::NotFound { kind: SAE_RUN_KIND, name: id.to_string(), catalog: catalog.path().to_path_buf() })
-        }
-        Err(e) => at(catalog, Err(e)),
-    }
+    catalog.stage_row_in(conn, SAE_RUN_KIND, &select(), id, |r| from_row(catalog, r))
 }
 
 /// Every ready run, newest first.
 pub fn sae_runs_in(catalog: &Catalog, conn: &Connection) -> Result<Vec<SaeRunRow>> {
-    let sql = format!("{} ORDER BY a.id DESC", select());
-    let mut stmt = at(catalog, conn.prepare(&sql))?;
-    let rows = at(catalog, stmt.query_map([], |r| from_row(catalog, r)))?;
-    at(catalog, rows.collect::<rusqlite::Result<Vec<_>>>())
+    catalog.stage_rows_in(conn, &select(), |r| from_row(catalog, r))
 }
