@@ -271,7 +271,14 @@ fn saekit_train_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_r
 fn a_cancelled_job_keeps_its_checkpoint_and_the_next_attempt_continues_from_it() {
     let f = fixture();
     let spec = three(&f).training_tokens(400 * 128).checkpoint_every(10).name("cancelled");
-    let whole = f.ws.train_saes(&spec.clone().name("whole")).unwrap();
+    let whole_job = f.ws.train_saes_job(&spec.clone().name("whole"));
+    let whole = whole_job.wait().unwrap();
+    // Its display ends as the dashboard of the finished run: where it got, each SAE's last metrics, curves.
+    let shown = whole_job.bundle();
+    for text in ["done in", "Training whole", "400 of 400", "mlp", "explained variance", "dead latents"] {
+        assert!(shown.plain().contains(text), "{text}: {}", shown.plain());
+    }
+    assert!(shown.get("text/html").unwrap().contains("<svg"), "the curves are static SVG");
     let job = f.ws.train_saes_job(&spec);
     let deadline = Instant::now() + Duration::from_secs(300);
     while checkpointed(&f.ws).is_none() {
@@ -315,4 +322,98 @@ fn saekit_train_names_the_file_and_the_field_of_a_bad_config() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json") && err.contains("unknown field `d_sea`"), "{err}");
+}
+
+/// An SAE that reconstructs exactly (W_enc = [I, −I], W_dec = [I; −I]: relu(x) − relu(−x) = x) and one
+/// that reconstructs nothing, spliced into the tiny GPT-2 on held-out sequences: the first recovers all of
+/// the CE that zeroing the hook loses, with no KL; the second none; the reconstruction metrics are their
+/// formulas over the same tokens read independently (BOS left out).
+#[test]
+fn evaluation_splices_saes_into_the_model_on_held_out_sequences() {
+    use saekit::sae::eval::{Evaluated, evaluate};
+    use std::sync::Arc;
+    let f = fixture();
+    let d = 16;
+    let mut perfect = Sae::new(SaeConfig::new(d, 2 * d, Architecture::Standard), 0.1, 0).unwrap();
+    let mut enc = vec![0f32; d * 2 * d];
+    let mut dec = vec![0f32; 2 * d * d];
+    for i in 0..d {
+        enc[i * 2 * d + i] = 1.0;
+        enc[i * 2 * d + d + i] = -1.0;
+        dec[i * d + i] = 1.0;
+        dec[(d + i) * d + i] = -1.0;
+    }
+    let device = saekit::models::Device::Cpu;
+    perfect.w_enc = saekit::models::Tensor::from_vec(enc, (d, 2 * d), &device).unwrap();
+    perfect.w_dec = saekit::models::Tensor::from_vec(dec, (2 * d, d), &device).unwrap();
+    let mut nothing = perfect.clone();
+    nothing.w_dec = nothing.w_dec.zeros_like().unwrap();
+    let saes = [("perfect", perfect), ("nothing", nothing)].map(|(name, sae)| Evaluated {
+        name: name.into(),
+        hook: RESID.into(),
+        sae: Arc::new(sae),
+    });
+    let store = f.tokens.store().unwrap();
+    let sequences: Vec<Vec<u32>> = (200..212).map(|i| store.get(i).unwrap()).collect();
+    let evaluation = evaluate(&f.model, &saes, &sequences, 5, &[50256]).unwrap();
+    let (p, n) = (&evaluation.saes[0], &evaluation.saes[1]);
+
+    // The tokens, and Σ‖x‖² over them, read from the model directly.
+    let mut tokens = 0u64;
+    let mut sum_sq = 0f64;
+    let mut clean_ce = (0f64, 0f64);
+    for s in &sequences {
+        let out = f
+            .model
+            .run(&saekit::models::TokenBatch::new(&[s]).unwrap(), &saekit::models::Forward::new().hook(RESID).loss())
+            .unwrap();
+        let x = out.tokens(RESID).unwrap().to_vec2::<f32>().unwrap();
+        for (row, &id) in x.iter().zip(s) {
+            if id != 50256 {
+                tokens += 1;
+                sum_sq += row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            }
+        }
+        clean_ce.0 += out.loss.unwrap() as f64 * (s.len() - 1) as f64;
+        clean_ce.1 += (s.len() - 1) as f64;
+    }
+    assert_eq!((p.tokens, n.tokens), (tokens, tokens));
+    assert!(p.mse < 1e-8 && p.explained_variance > 1.0 - 1e-8, "{p:?}");
+    assert!((n.mse - sum_sq / tokens as f64).abs() < 1e-6 * n.mse, "nothing reconstructed: MSE is Σ‖x‖²/N: {n:?}");
+    assert!(n.explained_variance < 0.0, "worse than the mean: {n:?}");
+    assert!(p.l0 > 15.0 && p.l0 <= 16.0, "every nonzero coordinate is one latent: {}", p.l0);
+    let (dp, dn) = (p.downstream, n.downstream);
+    assert_eq!(dp.measure, "next-token CE");
+    assert!((dp.clean - clean_ce.0 / clean_ce.1).abs() < 1e-5, "{dp:?} vs {clean_ce:?}");
+    // (A random tiny model is worse than uniform, so zeroing its residual stream lowers the CE: what
+    // counts is that it moves it.)
+    assert!((dp.ablated - dp.clean).abs() > 1e-3, "zeroing the residual stream changes the CE: {dp:?}");
+    assert!((dp.recovered.unwrap() - 1.0).abs() < 1e-3 && dp.kl_with_sae.unwrap() < 1e-6, "{dp:?}");
+    assert!(dn.recovered.unwrap().abs() < 1e-6 && (dn.kl_with_sae.unwrap() - dn.kl_ablated.unwrap()).abs() < 1e-9);
+    assert!(dn.kl_ablated.unwrap() > 1e-3);
+    let shown = evaluation.bundle().plain().to_string();
+    assert!(shown.contains("perfect") && shown.contains("100.0%") && shown.contains("recovered"), "{shown}");
+
+    // A run's evaluation uses the sequences after those its cache read.
+    let run = f.ws.train_saes(&three(&f)).unwrap();
+    let evaluation = run.evaluate(&f.ws, &f.model, 6).unwrap();
+    assert_eq!(evaluation.sequences, 6);
+    assert_eq!(evaluation.saes.len(), 3);
+    let first = f.ws.activation_caches().unwrap()[0].stats().sequences as usize;
+    let held_out: u64 =
+        (first..first + 6).map(|i| store.get(i).unwrap().iter().filter(|&&t| t != 50256).count() as u64).sum();
+    assert_eq!(evaluation.saes[0].tokens, held_out);
+    for s in &evaluation.saes {
+        let r = s.downstream.recovered.unwrap();
+        assert!(r.is_finite() && s.explained_variance.is_finite(), "{s:?}");
+    }
+    // From a terminal.
+    let out = Command::new(BIN)
+        .args(["--workspace", f.ws.root().to_str().unwrap(), "eval", run.name(), "--sequences", "6", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["saes"][2]["name"], "mlp");
+    assert_eq!(json["saes"][0]["tokens"].as_u64(), Some(held_out));
 }

@@ -8,7 +8,7 @@ mod chart;
 pub mod kernel;
 mod table;
 
-pub use chart::{BarChart, ChartGrid, Histogram, LineChart, Scatter};
+pub use chart::{BarChart, ChartGrid, Histogram, LineChart, Scatter, downsample, smooth};
 pub use kernel::{LiveDisplay, clear_output, show, show_live};
 pub use table::{Card, Table};
 

@@ -118,6 +118,8 @@ struct Shared {
     /// When the job was made, and the last event's time in milliseconds since then (plus one; 0 = none).
     created: Instant,
     last_event_ms: AtomicU64,
+    /// The work's own rendering of itself (a training dashboard), with how often it was replaced.
+    view: Mutex<Option<(u64, crate::display::MimeBundle)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -226,6 +228,19 @@ impl JobContext {
     pub fn progress(&self) -> Progress {
         self.shared.snapshot()
     }
+
+    /// Shows `view` as the job's display from now on (above its progress line): a dashboard of the
+    /// work. A live display sends it once per call (at most [`MAX_EVENTS_PER_SECOND`] times a second),
+    /// not with every progress tick, so publish what changed about once a second and keep it small
+    /// (downsampled curves).
+    pub fn publish(&self, view: crate::display::MimeBundle) {
+        {
+            let mut slot = lock(&self.shared.view);
+            let version = slot.as_ref().map_or(1, |(v, _)| v + 1);
+            *slot = Some((version, view));
+        }
+        self.shared.notify(false);
+    }
 }
 
 fn new_shared(name: &str) -> Arc<Shared> {
@@ -248,6 +263,7 @@ fn new_shared(name: &str) -> Arc<Shared> {
         sinks: Mutex::new(Vec::new()),
         created: Instant::now(),
         last_event_ms: AtomicU64::new(0),
+        view: Mutex::new(None),
     };
     Arc::new(shared)
 }
@@ -331,6 +347,11 @@ impl<T> Job<T> {
     /// A snapshot of the progress.
     pub fn progress(&self) -> Progress {
         self.shared.snapshot()
+    }
+
+    /// The work's latest published view ([`JobContext::publish`]), if any.
+    pub fn view(&self) -> Option<crate::display::MimeBundle> {
+        lock(&self.shared.view).as_ref().map(|(_, v)| v.clone())
     }
 
     /// Asks the work to stop. It stops at its next check (within a batch), leaving no partial artifact.

@@ -106,9 +106,25 @@ pub fn progress_bundle(p: &Progress) -> MimeBundle {
     MimeBundle::new(progress_line(p)).with("text/html", progress_html(p))
 }
 
+/// A job's display: its progress, and below it the view the work published, if any.
+fn job_bundle(p: &Progress, view: Option<&MimeBundle>) -> MimeBundle {
+    let progress = progress_bundle(p);
+    let Some(view) = view else { return progress };
+    let html = format!(
+        "{}{}",
+        progress.get("text/html").unwrap_or_default(),
+        view.get("text/html").map(str::to_string).unwrap_or_else(|| format!("<pre>{}</pre>", escape(view.plain())))
+    );
+    let mut bundle = MimeBundle::new(format!("{}\n{}", progress.plain(), view.plain())).with("text/html", html);
+    if let Some(svg) = view.get("image/svg+xml") {
+        bundle = bundle.with("image/svg+xml", svg);
+    }
+    bundle
+}
+
 impl<T> Render for Job<T> {
     fn bundle(&self) -> MimeBundle {
-        progress_bundle(&self.progress())
+        job_bundle(&self.progress(), self.view().as_ref())
     }
 
     /// Under saekit-kernel a job shows as a live display that updates in place (at most
@@ -136,7 +152,11 @@ impl<T> Job<T> {
         let id = kernel::new_display_id();
         kernel::display_bundle(&self.bundle(), Some(&id));
         if !self.status().is_finished() {
-            let sink = LiveProgress { id: id.clone(), last: Mutex::new(Instant::now()) };
+            let sink = LiveProgress {
+                id: id.clone(),
+                last: Mutex::new((Instant::now(), self.view_version())),
+                shared: self.shared.clone(),
+            };
             self.subscribe(Arc::new(sink));
             // It may have finished between the snapshot and the subscription: show the final state.
             if self.status().is_finished() {
@@ -146,24 +166,36 @@ impl<T> Job<T> {
     }
 }
 
+impl<T> Job<T> {
+    fn view_version(&self) -> u64 {
+        super::lock(&self.shared.view).as_ref().map_or(0, |(v, _)| *v)
+    }
+}
+
 /// Sends a job's progress to its display under saekit-kernel: at most one update per
 /// 1/[`MAX_EVENTS_PER_SECOND`](super::MAX_EVENTS_PER_SECOND) s, counting the display itself, and always the
-/// final state.
+/// final state. A job with a published view is resent only when the view changes (and at the end), so a
+/// dashboard is not sent again with every progress tick.
 struct LiveProgress {
     id: String,
-    last: Mutex<Instant>,
+    /// When the last update went out, and the view version it carried.
+    last: Mutex<(Instant, u64)>,
+    shared: Arc<super::Shared>,
 }
 
 impl ProgressSink for LiveProgress {
     fn progress(&self, progress: &Progress) {
         let gap = Duration::from_millis(1000 / super::MAX_EVENTS_PER_SECOND as u64);
+        let view = super::lock(&self.shared.view).clone();
+        let version = view.as_ref().map_or(0, |(v, _)| *v);
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if !progress.status.is_finished() && last.elapsed() < gap {
+            let finished = progress.status.is_finished();
+            if !finished && (last.0.elapsed() < gap || (version > 0 && version == last.1)) {
                 return;
             }
-            *last = Instant::now();
+            *last = (Instant::now(), version);
         }
-        kernel::update_bundle(&self.id, &progress_bundle(progress));
+        kernel::update_bundle(&self.id, &job_bundle(progress, view.as_ref().map(|(_, v)| v)));
     }
 }

@@ -145,3 +145,33 @@ fn detached_context_runs_work_inline() {
     assert_eq!(ctx.progress().done, 5);
     assert!(ctx.check().is_ok());
 }
+
+#[test]
+fn a_published_view_shows_under_the_progress_and_stays_after_the_end() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (published_tx, published) = std::sync::mpsc::channel::<()>();
+    let job = Job::spawn("train", move |ctx| {
+        ctx.phase("training", "steps", Some(2));
+        ctx.publish(crate::display::MimeBundle::new("step 1: <mse>").with("text/html", "<b>step 1</b>"));
+        ctx.advance(1);
+        published_tx.send(()).ok();
+        rx.recv().ok();
+        ctx.publish(crate::display::MimeBundle::new("step 2").with("text/html", "<b>step 2</b>"));
+        ctx.advance(1);
+        Ok(())
+    });
+    assert!(Job::spawn("plain", |_| Ok(())).view().is_none());
+    published.recv().unwrap();
+    let shown = job.bundle();
+    assert!(
+        shown.plain().starts_with("train [training]") && shown.plain().contains("step 1: <mse>"),
+        "{}",
+        shown.plain()
+    );
+    assert!(shown.get("text/html").unwrap().contains("<b>step 1</b>"));
+    tx.send(()).unwrap();
+    job.wait().unwrap();
+    let shown = job.bundle();
+    assert!(shown.plain().contains("done in") && shown.plain().contains("step 2"), "{}", shown.plain());
+    assert!(!shown.plain().contains("step 1"), "the latest view replaces the one before");
+}

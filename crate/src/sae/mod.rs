@@ -12,11 +12,13 @@
 //! [`run`] (several SAEs trained from one activation pass, as a catalog artifact, with checkpoints and
 //! resume), [`history`] (the metrics history as Parquet), [`table`] (the run's catalog record).
 
+pub mod eval;
 pub mod history;
 pub mod run;
 pub mod table;
 pub mod train;
 
+pub use eval::{Evaluation, SaeEvaluation};
 pub use history::HistoryRow;
 pub use run::{RunConfig, RunHistory, SaeRun, SaeRunSpec, SaeSpec};
 pub use table::{SAE_RUN_KIND, SaeSummary};

@@ -15,10 +15,12 @@
 //!   skipped to the same place, to the same weights an uninterrupted run ends with.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::eval::{Evaluated, Evaluation};
 use super::history::{HISTORY_FILE, HistoryRow, read_history, write_history};
 use super::table::{self, SAE_RUN_KIND, SaeRunRecord, SaeRunRow, SaeSummary};
 use super::train::{TrainConfig, Trainer};
@@ -37,6 +39,8 @@ const CHECKPOINT_DIR: &str = "checkpoint";
 const OLD_CHECKPOINT_DIR: &str = ".checkpoint.old";
 const PARTIAL_CHECKPOINT_DIR: &str = ".checkpoint.partial";
 const STATE_FILE: &str = "state.json";
+/// How often a training job publishes its dashboard.
+const VIEW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `normalize_activations` values a run accepts.
 const NORMALIZATIONS: [&str; 2] = ["none", "expected_average_only_in"];
@@ -471,8 +475,14 @@ impl Request for SaeRunSpec {
     type Output = SaeRun;
 
     fn label(&self) -> String {
-        let saes: Vec<&str> = self.config.saes.iter().map(|s| s.hook.as_str()).collect();
-        format!("train {} SAE(s) at {}", self.config.saes.len(), saes.join(", "))
+        let mut hooks: Vec<&str> = Vec::new();
+        for s in &self.config.saes {
+            if !hooks.contains(&s.hook.as_str()) {
+                hooks.push(&s.hook);
+            }
+        }
+        let n = self.config.saes.len();
+        format!("train {n} SAE{} at {}", if n == 1 { "" } else { "s" }, hooks.join(", "))
     }
 
     fn run(&self, ws: &Workspace, ctx: &JobContext) -> Result<SaeRun> {
@@ -518,7 +528,7 @@ impl Request for SaeRunSpec {
         let produced = ws.produce(plan, ctx, |dir, ctx| {
             let dir = dir.ok_or_else(|| Error::InvalidArgument("an SAE run needs a directory".into()))?.path();
             let mut store = cache.store(&store)?;
-            train_in(dir, &config, &self.tokenization, &cache, &mut store, total_steps, ctx)
+            train_in(&name, dir, &config, &self.tokenization, &cache, &mut store, total_steps, ctx)
         })?;
         let run = ws.sae_run(&produced.id().to_string())?;
         if run.row.params.get("key") != Some(&key) {
@@ -532,7 +542,9 @@ impl Request for SaeRunSpec {
 }
 
 /// The run's work, in its (possibly resumed) directory.
+#[allow(clippy::too_many_arguments)]
 fn train_in(
+    name: &str,
     dir: &Path,
     config: &RunConfig,
     tokenization: &Tokenization,
@@ -564,12 +576,13 @@ fn train_in(
     ctx.phase("training", "steps", Some(total_steps));
     ctx.set_done(state.step);
     let started = std::time::Instant::now();
+    let mut last_view = started;
     let seconds_before = state.seconds;
+    let elapsed = || seconds_before + started.elapsed().as_secs_f64();
     while state.step < total_steps {
         ctx.check()?;
         let Some(batch) = store.next_batch()? else { break };
         let step = state.step;
-        let elapsed = || seconds_before + started.elapsed().as_secs_f64();
         for slot in slots.iter_mut() {
             let x = batch.get(&slot.spec.hook)?;
             let x = if slot.scale != 1.0 { (x * slot.scale)? } else { x.clone() };
@@ -589,6 +602,18 @@ fn train_in(
         }
         state.step += 1;
         ctx.advance(1);
+        if last_view.elapsed() >= VIEW_EVERY || state.step == total_steps {
+            last_view = std::time::Instant::now();
+            ctx.publish(dashboard(
+                name,
+                &slots,
+                &state.history,
+                state.step,
+                total_steps,
+                state.step * config.train_batch_size_tokens as u64,
+                elapsed(),
+            ));
+        }
         if let Some(m) = slots[0].last {
             ctx.set_detail(format!(
                 "{}: mse {:.4}, L0 {:.1}, explained variance {:.3}, dead {}",
@@ -820,6 +845,57 @@ impl SaeRun {
     pub fn lineage(&self, ws: &Workspace) -> Result<Lineage> {
         ws.lineage(self)
     }
+
+    /// Evaluates every SAE of the run on up to `sequences` held-out sequences of its tokenization (those
+    /// after the last one its activation cache read, so never a token it trained on) through `model`
+    /// (the run's, loaded): reconstruction (MSE, explained variance, L0, with the tokens the cache left
+    /// out left out) and what the model loses with the SAE spliced in (see [`super::eval`]).
+    pub fn evaluate(&self, ws: &Workspace, model: &Model, sequences: usize) -> Result<Evaluation> {
+        let config = self.config()?;
+        if model.info().fingerprint.is_empty() || !self.trained_through(ws, model)? {
+            return Err(Error::InvalidArgument(format!(
+                "run `{}` was trained on the activations of another model than {}",
+                self.row.name,
+                model.name()
+            )));
+        }
+        let parents = ws.catalog().with_conn(|c| ws.catalog().parents_in(c, self.row.id))?;
+        let cache_id = parents.iter().find(|p| p.kind == crate::activations::ACTIVATIONS_KIND).map(|p| p.id);
+        let cache = ws.activation_caches()?.into_iter().find(|c| Some(c.id()) == cache_id).ok_or_else(|| {
+            Error::InvalidArgument(format!("the activation cache of run `{}` is gone", self.row.name))
+        })?;
+        let tokenization = ws.tokenization(&config.tokenization)?;
+        let store = tokenization.store()?;
+        let first = cache.stats().sequences as usize;
+        let held_out: Vec<Vec<u32>> = (first..store.len()).take(sequences).filter_map(|i| store.get(i)).collect();
+        if held_out.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "no held-out sequences: the cache `{}` read all {} sequences of {}; cap it (cache.max_tokens)                  to keep some for evaluation",
+                cache.name(),
+                store.len(),
+                tokenization.name()
+            )));
+        }
+        let mut skip = config.cache.exclude_tokens.clone();
+        if config.cache.exclude_special_tokens {
+            skip.extend(tokenization.tokenizer()?.info().special);
+        }
+        let saes = self
+            .row
+            .saes
+            .iter()
+            .map(|s| Ok(Evaluated { name: s.name.clone(), hook: s.hook.clone(), sae: Arc::new(self.sae(&s.name)?) }))
+            .collect::<Result<Vec<_>>>()?;
+        super::eval::evaluate(model, &saes, &held_out, 8, &skip)
+    }
+
+    /// Whether `model` is the one whose activations the run trained on (by fingerprint).
+    fn trained_through(&self, ws: &Workspace, model: &Model) -> Result<bool> {
+        let parents = ws.catalog().with_conn(|c| ws.catalog().parents_in(c, self.row.id))?;
+        let Some(id) = parents.iter().find(|p| p.kind == "model").map(|p| p.id) else { return Ok(true) };
+        let row = ws.catalog().artifact(id)?;
+        Ok(row.params.get("fingerprint").and_then(|f| f.as_str()).is_none_or(|f| f == model.info().fingerprint))
+    }
 }
 
 /// A run's metrics over its steps, rendered as small multiples (MSE, L0, explained variance, dead
@@ -847,26 +923,75 @@ impl RunHistory {
     }
 }
 
-impl Render for RunHistory {
-    fn bundle(&self) -> MimeBundle {
+impl RunHistory {
+    /// The curves as small multiples (MSE, sparsity loss, L0, explained variance, dead latents, LR; a
+    /// line per SAE), each series downsampled to about `max_points` (spikes kept).
+    pub fn charts(&self, max_points: usize) -> ChartGrid {
         type Metric = (&'static str, fn(&HistoryRow) -> f64, bool);
-        let metrics: [Metric; 4] = [
+        let metrics: [Metric; 6] = [
             ("MSE", |r| r.metrics.mse, true),
+            ("sparsity loss (L1 or AuxK)", |r| r.metrics.sparsity_loss, false),
             ("L0", |r| r.metrics.l0, false),
             ("explained variance", |r| r.metrics.explained_variance, false),
             ("dead latents", |r| r.metrics.dead as f64, false),
+            ("learning rate", |r| r.metrics.lr, false),
         ];
         let names = self.sae_names();
-        let mut grid = ChartGrid::new(format!("SAE run {}", self.run), 2);
+        let mut grid = ChartGrid::new(format!("SAE run {}", self.run), 3);
         for (label, metric, log) in metrics {
             let mut chart = LineChart::new(label, "step", label).log_y(log);
             for name in &names {
-                chart = chart.series(name.clone(), self.series(name, metric));
+                chart = chart.series(name.clone(), crate::display::downsample(&self.series(name, metric), max_points));
             }
             grid = grid.chart(&chart);
         }
-        grid.bundle()
+        grid
     }
+}
+
+impl Render for RunHistory {
+    fn bundle(&self) -> MimeBundle {
+        self.charts(400).bundle()
+    }
+}
+
+/// The live dashboard a training job publishes: where it is (step, tokens, speed, time left), each SAE's
+/// latest metrics, and the curves so far (downsampled to keep each update small).
+fn dashboard(
+    name: &str,
+    slots: &[Slot],
+    history: &[HistoryRow],
+    step: u64,
+    total: u64,
+    tokens: u64,
+    seconds: f64,
+) -> MimeBundle {
+    let rate = tokens as f64 / seconds.max(1e-9);
+    let left = if step > 0 { seconds / step as f64 * total.saturating_sub(step) as f64 } else { 0.0 };
+    let mut table =
+        Table::new("latest", &["SAE", "step", "MSE", "sparsity loss", "L0", "explained variance", "dead", "LR"]);
+    for slot in slots {
+        let Some(m) = slot.last else { continue };
+        table.row(vec![
+            slot.spec.name.clone(),
+            m.step.to_string(),
+            format!("{:.4}", m.mse),
+            format!("{:.4}", m.sparsity_loss),
+            format!("{:.2}", m.l0),
+            format!("{:.4}", m.explained_variance),
+            format!("{} ({:.1}%)", m.dead, 100.0 * m.dead as f64 / slot.spec.d_sae.max(1) as f64),
+            format!("{:.2e}", m.lr),
+        ]);
+    }
+    let history = RunHistory { run: name.to_string(), rows: history.to_vec() };
+    Card::new(format!("Training {name}"))
+        .badge(if step >= total { "done" } else { "training" })
+        .fact("step", format!("{step} of {total}"))
+        .fact("tokens", format!("{} ({} tokens/s)", crate::units::count(tokens), crate::units::count(rate as u64)))
+        .fact("time", format!("{seconds:.1} s, {left:.0} s left"))
+        .section(&table.bundle())
+        .section(&history.charts(120).bundle())
+        .bundle()
 }
 
 impl Render for SaeRun {

@@ -127,6 +127,16 @@ enum Command {
         #[arg(long)]
         show_config: bool,
     },
+    /// Evaluate a run's SAEs on held-out sequences: reconstruction, and the model's loss with each SAE
+    /// spliced in (CE loss recovered and KL for causal models, the sentence embedding for encoders)
+    Eval {
+        /// The run, by name or id
+        run: String,
+        #[arg(long, default_value_t = 64)]
+        sequences: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// SAE training runs in the workspace, with each SAE's final metrics
     Runs {
         #[arg(long)]
@@ -336,6 +346,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sae(command) => sae::sae(command),
         Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
         Command::Runs { json } => train::runs(open_workspace()?, json),
+        Command::Eval { run, sequences, json } => train::eval(&run, open_workspace()?, sequences, json),
         Command::Du => {
             println!("{}", open_workspace()?.disk_usage()?.bundle().plain());
             Ok(())

@@ -58,3 +58,15 @@ pub fn runs(ws: Workspace, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn eval(run: &str, ws: Workspace, sequences: usize, json: bool) -> Result<()> {
+    let run = ws.sae_run(run)?;
+    let model = saekit::models::Model::load(&run.config()?.model)?;
+    let evaluation = run.evaluate(&ws, &model, sequences)?;
+    if json {
+        println!("{}", serde_json::to_string(&evaluation).unwrap_or_default());
+    } else {
+        println!("{}", evaluation.bundle().plain());
+    }
+    Ok(())
+}
