@@ -213,7 +213,8 @@ def _rounder(precision: str | None):
 
 
 class _Hooks:
-    """Applies --scale at each hook point and records the (scaled) value."""
+    """Applies --scale at each hook point (a factor, or a function of the activations that replaces them)
+    and records the (scaled) value."""
 
     def __init__(self, valid: list[str], scale: dict | None):
         self.valid = set(valid)
@@ -226,7 +227,8 @@ class _Hooks:
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         assert name in self.valid, name
         if name in self.scale:
-            x = x * float(self.scale[name])
+            s = self.scale[name]
+            x = s(x) if callable(s) else x * float(s)
         self.acts[name] = x
         return x
 

@@ -163,16 +163,9 @@ def test_a_budget_too_small_is_refused_before_any_work(saekit, workspace):
     assert not list((workspace / "tmp").glob("*")) or all(p.suffix == ".lock" for p in (workspace / "tmp").iterdir())
 
 
-def test_saekit_train_writes_saes_python_reads_and_a_history_pyarrow_reads(saekit, workspace, tmp_path):
-    """`saekit train` on MiniLM's real activations (f32 cache of the first 8,192 tokens): two SAEs from one
-    pass. safetensors + numpy (SAELens' formulas, test_sae_files) reconstruct the whole cache with the
-    explained variance the run reports at its last step (within 0.1: that was one batch), TopK's L0 is k,
-    the normalised SAE works on raw activations (folded), and pyarrow reads the history."""
-    import pyarrow.parquet as pq
-    from safetensors.numpy import load_file
-
-    from test_sae_files import np_decode, np_encode
-
+@pytest.fixture(scope="module")
+def minilm_run(saekit, workspace, tmp_path_factory):
+    """Two SAEs trained by `saekit train` on MiniLM's activations (the record it prints as JSON)."""
     hook = HOOKS[0]
     config = {
         "name": "minilm-saes",
@@ -191,11 +184,25 @@ def test_saekit_train_writes_saes_python_reads_and_a_history_pyarrow_reads(saeki
         "cache": {"max_tokens": 8192},
         "memory": "2GiB",
     }
-    path = tmp_path / "run.json"
+    path = tmp_path_factory.mktemp("run") / "run.json"
     path.write_text(json.dumps(config))
     r = saekit("--workspace", workspace, "train", path, "--json")
     assert r.returncode == 0, r.stderr
-    run = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_saekit_train_writes_saes_python_reads_and_a_history_pyarrow_reads(minilm_run, workspace):
+    """`saekit train` on MiniLM's real activations (f32 cache of the first 8,192 tokens): two SAEs from one
+    pass. safetensors + numpy (SAELens' formulas, test_sae_files) reconstruct the whole cache with the
+    explained variance the run reports at its last step (within 0.1: that was one batch), TopK's L0 is k,
+    the normalised SAE works on raw activations (folded), and pyarrow reads the history."""
+    import pyarrow.parquet as pq
+    from safetensors.numpy import load_file
+
+    from test_sae_files import np_decode, np_encode
+
+    hook = HOOKS[0]
+    run = minilm_run
     assert run["steps"] == 48 and run["tokens"] == 48 * 512, run
     folder = Path(run["path"]) if Path(run["path"]).is_absolute() else workspace / run["path"]
 
@@ -232,3 +239,56 @@ def test_saekit_train_writes_saes_python_reads_and_a_history_pyarrow_reads(saeki
     for column in ["sae", "step", "tokens", "mse", "l0", "explained_variance", "dead", "lr", "mean_log10_density"]:
         assert column in table.column_names, column
     assert table.column("step").to_pylist()[-1] == 48
+
+
+def test_saekit_eval_matches_numpy_on_held_out_sequences(saekit, workspace, minilm_run):
+    """`saekit eval` on the run above: the held-out sequences are those after the ones its cache read; the
+    reconstruction metrics (special tokens left out) and the sentence-embedding losses (clean, SAE spliced
+    in, hook zeroed; 1 − cos) are numpy's, from the reference MiniLM with the SAE applied at the hook."""
+    from safetensors.numpy import load_file
+
+    from test_sae_files import np_decode, np_encode
+
+    r = saekit("--workspace", workspace, "eval", "minilm-saes", "--sequences", 12, "--json")
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["sequences"] == 12
+    db = sqlite3.connect(workspace / "catalog.sqlite")
+    (run_id, run_path) = db.execute("SELECT id, path FROM artifacts WHERE kind = 'sae_run' AND name = 'minilm-saes'").fetchone()
+    (stats,) = db.execute(
+        "SELECT c.statistics FROM lineage l JOIN activation_caches c ON c.id = l.parent WHERE l.child = ?", (run_id,)
+    ).fetchone()
+    first = json.loads(stats)["sequences"]
+    seq = token_sequences(workspace)
+    seqs = [seq(i) for i in range(first, first + 12)]
+    folder = Path(run_path) if Path(run_path).is_absolute() else workspace / run_path
+    hook = HOOKS[0]
+    clean = R.reference_run(MINILM, seqs)
+    for got in ev["saes"]:
+        sae = folder / "saes" / got["name"]
+        cfg = json.loads((sae / "cfg.json").read_text())
+        w = load_file(sae / "sae_weights.safetensors")
+        rows = [(b, t) for b, s in enumerate(seqs) for t, tok in enumerate(s) if tok not in SPECIAL]
+        x = np.stack([clean[hook][b, t] for b, t in rows])
+        z = np_encode(w, cfg, x)
+        err = ((np_decode(w, z) - x) ** 2).sum()
+        assert got["tokens"] == len(rows)
+        assert got["mse"] == pytest.approx(err / len(rows), rel=1e-3)
+        assert got["explained_variance"] == pytest.approx(1 - err / ((x - x.mean(0)) ** 2).sum(), abs=1e-3)
+        assert got["l0"] == pytest.approx((z > 0).sum(1).mean(), abs=0.05)
+
+        def spliced(a):
+            flat = a.reshape(-1, a.shape[-1])
+            return np_decode(w, np_encode(w, cfg, flat)).reshape(a.shape)
+
+        def loss(e):
+            return float(np.mean(1 - (clean["embedding"] * e).sum(-1) / np.linalg.norm(e, axis=-1)))
+
+        with_sae = R.reference_run(MINILM, seqs, scale={hook: spliced})["embedding"]
+        ablated = R.reference_run(MINILM, seqs, scale={hook: 0.0})["embedding"]
+        d = got["downstream"]
+        assert d["measure"] == "embedding 1 − cos" and d["clean"] == pytest.approx(0.0, abs=1e-6)
+        assert d["with_sae"] == pytest.approx(loss(with_sae), rel=2e-3, abs=1e-5)
+        assert d["ablated"] == pytest.approx(loss(ablated), rel=2e-3)
+        assert d["recovered"] == pytest.approx(1 - loss(with_sae) / loss(ablated), abs=5e-3)
+        assert d["kl_with_sae"] is None
