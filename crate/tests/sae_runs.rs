@@ -417,3 +417,60 @@ fn evaluation_splices_saes_into_the_model_on_held_out_sequences() {
     assert_eq!(json["saes"][2]["name"], "mlp");
     assert_eq!(json["saes"][0]["tokens"].as_u64(), Some(held_out));
 }
+
+/// Feature views of a run's SAE on held-out tokens: every latent's firing counted, the top contexts the
+/// latent's own strongest activations (recomputed per sequence), the histogram its firings, the logit
+/// effects in order; dataset text escaped; and runs compared with their frontier.
+#[test]
+fn feature_views_and_run_comparison() {
+    use saekit::sae::{Comparison, FeatureView};
+    let f = fixture();
+    let run = f.ws.train_saes(&three(&f)).unwrap();
+    let name = run.summaries()[0].name.clone();
+    let atlas = run.features(&f.ws, &f.model, &name, 10).unwrap();
+    let evaluation = run.evaluate(&f.ws, &f.model, 10).unwrap();
+    assert_eq!(atlas.tokens, evaluation.saes[0].tokens, "the same held-out tokens");
+    let density = atlas.density();
+    let l0: f64 = density.iter().sum();
+    assert!((l0 - evaluation.saes[0].l0).abs() < 1e-9, "densities sum to L0: {l0} vs {}", evaluation.saes[0].l0);
+    let mlp = run.features(&f.ws, &f.model, "mlp", 4).unwrap();
+    let busiest = (0..mlp.d_sae()).max_by_key(|&j| (mlp.density()[j] * 1e9) as u64).unwrap();
+    assert!(mlp.feature(busiest).unwrap().promoted.is_empty(), "an MLP-hidden direction has no direct logit effect");
+    let densest = (0..atlas.d_sae()).max_by(|&a, &b| density[a].total_cmp(&density[b])).unwrap();
+    let view = atlas.feature(densest).unwrap();
+    assert_eq!(view.fired as f64, density[densest] * atlas.tokens as f64);
+    assert_eq!(view.histogram.iter().map(|(_, c)| c).sum::<u64>(), view.fired);
+    assert!(!view.contexts.is_empty() && view.contexts.len() <= 8);
+    let top = &view.contexts[0];
+    assert!((top.activations[top.top] - view.max).abs() <= 1e-4 * view.max.max(1.0), "{top:?} vs max {}", view.max);
+    for pair in view.contexts.windows(2) {
+        assert!(pair[0].activations[pair[0].top] >= pair[1].activations[pair[1].top] - 1e-4, "strongest first");
+    }
+    assert_eq!(
+        (view.promoted.len(), view.suppressed.len()),
+        (10, 10),
+        "GPT-2 has an LM head, the SAE is on the residual stream"
+    );
+    assert!(view.promoted.windows(2).all(|w| w[0].1 >= w[1].1) && view.promoted[0].1 > view.suppressed[0].1);
+    assert!(view.train_log10_density.is_some(), "sparsity.safetensors is read");
+    let shown = view.bundle();
+    for text in ["latent", "density", "top contexts", "⟦", "promotes"] {
+        assert!(shown.plain().contains(text), "{text}: {}", shown.plain());
+    }
+    assert!(atlas.feature(atlas.d_sae()).is_err());
+    let table = atlas.table(5).bundle().plain().to_string();
+    assert!(table.contains("densest") && table.contains("rarest") && table.contains("dead"), "{table}");
+
+    // Text from the data is escaped.
+    let mut hostile: FeatureView = view.clone();
+    hostile.contexts[0].tokens[0] = "<script>alert(1)</script>".into();
+    let html = hostile.bundle().get("text/html").unwrap().to_string();
+    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "escaped");
+
+    // Comparing: a point per SAE, the frontier marked, the charts static SVG.
+    let comparison = Comparison::new([(run.name(), &evaluation)]);
+    assert_eq!(comparison.points.len(), 3);
+    assert!(!comparison.frontier().is_empty());
+    let shown = comparison.bundle();
+    assert!(shown.plain().contains("on the frontier") && shown.get("image/svg+xml").unwrap().contains("<svg"));
+}

@@ -293,6 +293,26 @@ impl Model {
         &self.info
     }
 
+    /// The dtype the model computes in, from its card's name for it.
+    fn info_dtype(&self) -> DType {
+        match self.info.dtype.to_ascii_lowercase().as_str() {
+            "bf16" | "bfloat16" => DType::BF16,
+            "f16" | "float16" => DType::F16,
+            _ => DType::F32,
+        }
+    }
+
+    /// The logits the LM head gives directions `[n, d_model]` in the final residual stream (after the
+    /// final norm): `[n, vocab]`, e.g. an SAE latent's decoder row times `W_U`. `None` without an LM head.
+    pub fn unembed(&self, directions: &Tensor) -> Result<Option<Tensor>> {
+        let (n, d) = directions.dims2()?;
+        let hidden = directions.to_dtype(self.info_dtype())?.reshape((1, n, d))?;
+        Ok(match self.inner.unembed(&hidden)? {
+            Some(logits) => Some(logits.reshape((n, logits.dim(2)?))?.to_dtype(DType::F32)?),
+            None => None,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.info.name
     }

@@ -12,13 +12,17 @@
 //! [`run`] (several SAEs trained from one activation pass, as a catalog artifact, with checkpoints and
 //! resume), [`history`] (the metrics history as Parquet), [`table`] (the run's catalog record).
 
+pub mod compare;
 pub mod eval;
+pub mod features;
 pub mod history;
 pub mod run;
 pub mod table;
 pub mod train;
 
+pub use compare::Comparison;
 pub use eval::{Evaluation, SaeEvaluation};
+pub use features::{FeatureAtlas, FeatureView};
 pub use history::HistoryRow;
 pub use run::{RunConfig, RunHistory, SaeRun, SaeRunSpec, SaeSpec};
 pub use table::{SAE_RUN_KIND, SaeSummary};

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::eval::{Evaluated, Evaluation};
+use super::features::FeatureAtlas;
 use super::history::{HISTORY_FILE, HistoryRow, read_history, write_history};
 use super::table::{self, SAE_RUN_KIND, SaeRunRecord, SaeRunRow, SaeSummary};
 use super::train::{TrainConfig, Trainer};
@@ -277,6 +278,13 @@ impl SaeRunSpec {
 
     pub fn sae(mut self, sae: SaeSpec) -> Self {
         self.config.saes.push(sae);
+        self
+    }
+
+    /// Several SAEs at once (a sweep: e.g. `[16, 32, 64].map(|k| SaeSpec::topk(hook, 4096, k))`), all
+    /// trained from the same activation pass.
+    pub fn saes(mut self, saes: impl IntoIterator<Item = SaeSpec>) -> Self {
+        self.config.saes.extend(saes);
         self
     }
 
@@ -851,6 +859,28 @@ impl SaeRun {
     /// (the run's, loaded): reconstruction (MSE, explained variance, L0, with the tokens the cache left
     /// out left out) and what the model loses with the SAE spliced in (see [`super::eval`]).
     pub fn evaluate(&self, ws: &Workspace, model: &Model, sequences: usize) -> Result<Evaluation> {
+        let (held_out, skip) = self.held_out(ws, model, sequences)?;
+        let saes = self
+            .row
+            .saes
+            .iter()
+            .map(|s| Ok(Evaluated { name: s.name.clone(), hook: s.hook.clone(), sae: Arc::new(self.sae(&s.name)?) }))
+            .collect::<Result<Vec<_>>>()?;
+        super::eval::evaluate(model, &saes, &held_out, 8, &skip)
+    }
+
+    /// What SAE `name`'s latents respond to on up to `sequences` held-out sequences (as for
+    /// [`evaluate`](Self::evaluate)): densities, top contexts, activation histograms, logit effects.
+    pub fn features(&self, ws: &Workspace, model: &Model, name: &str, sequences: usize) -> Result<FeatureAtlas> {
+        let (held_out, skip) = self.held_out(ws, model, sequences)?;
+        let hook = self.row.saes.iter().find(|s| s.name == name).map(|s| s.hook.clone());
+        let sae = Arc::new(self.sae(name)?);
+        FeatureAtlas::build(model, name, &hook.unwrap_or_default(), sae, held_out, 8, &skip)
+    }
+
+    /// Up to `sequences` of the tokenization's sequences after the last one the run's cache read, and the
+    /// token ids the cache left out.
+    fn held_out(&self, ws: &Workspace, model: &Model, sequences: usize) -> Result<(Vec<Vec<u32>>, Vec<u32>)> {
         let config = self.config()?;
         if model.info().fingerprint.is_empty() || !self.trained_through(ws, model)? {
             return Err(Error::InvalidArgument(format!(
@@ -870,7 +900,8 @@ impl SaeRun {
         let held_out: Vec<Vec<u32>> = (first..store.len()).take(sequences).filter_map(|i| store.get(i)).collect();
         if held_out.is_empty() {
             return Err(Error::InvalidArgument(format!(
-                "no held-out sequences: the cache `{}` read all {} sequences of {}; cap it (cache.max_tokens)                  to keep some for evaluation",
+                "no held-out sequences: the cache `{}` read all {} sequences of {}; cap it (cache.max_tokens) \
+                 to keep some for evaluation",
                 cache.name(),
                 store.len(),
                 tokenization.name()
@@ -880,13 +911,7 @@ impl SaeRun {
         if config.cache.exclude_special_tokens {
             skip.extend(tokenization.tokenizer()?.info().special);
         }
-        let saes = self
-            .row
-            .saes
-            .iter()
-            .map(|s| Ok(Evaluated { name: s.name.clone(), hook: s.hook.clone(), sae: Arc::new(self.sae(&s.name)?) }))
-            .collect::<Result<Vec<_>>>()?;
-        super::eval::evaluate(model, &saes, &held_out, 8, &skip)
+        Ok((held_out, skip))
     }
 
     /// Whether `model` is the one whose activations the run trained on (by fingerprint).
