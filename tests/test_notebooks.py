@@ -389,17 +389,41 @@ def test_update_after_the_cell_is_parented_to_the_running_cell(session):
     )
 
 
-def test_interrupt_cancels_the_job_and_keeps_variables(session):
-    session.ok("let keep = 7;\n" + SLOW_JOB.format(steps=600, ms=100))
-    running = session.send_execute("slow.wait()?")
-    time.sleep(2.0)
+def test_interrupt_cancels_the_cells_own_job_and_keeps_variables(session):
+    running = session.send_execute("let keep = 7;\n" + SLOW_JOB.format(steps=600, ms=100) + "slow.wait()?")
+    time.sleep(3.0)
     t = session.now()
     session.interrupt()
     ex = session.finish(running, timeout=30)
     assert session.now() - t < 10, "the interrupt ended the cell promptly"
     assert ex.status == "error", ex.describe()
-    after = session.ok('format!("{} {:?}", keep, slow.status())')
-    assert after.of_type("execute_result")[0].text == '"7 Cancelled"', after.describe()
+    after = session.ok('format!("{:?}", slow.status())')
+    assert after.of_type("execute_result")[0].text == '"Cancelled"', after.describe()
+
+
+def test_interrupting_a_wait_leaves_an_earlier_cells_job_running(session):
+    """A training run started cells earlier survives an interrupt of a later cell: `wait()` returns at once
+    (well before the 3 s after which the kernel stops a cell's process), the job goes on, and `cancel()`
+    stops it."""
+    session.ok("let keep = 8;\n" + SLOW_JOB.format(steps=600, ms=100))
+    running = session.send_execute("slow.wait()?")
+    time.sleep(2.0)
+    t = session.now()
+    session.interrupt()
+    ex = session.finish(running, timeout=30)
+    assert session.now() - t < 2.5, f"wait() returned {session.now() - t:.1f} s after the interrupt"
+    assert ex.status == "error" and "interrupted" in " ".join(m.text for m in ex.outputs), ex.describe()
+    after = session.ok('format!("{} {:?} {}", keep, slow.status(), slow.progress().done)')
+    text = after.of_type("execute_result")[0].text
+    assert text.startswith('"8 Running'), f"the job goes on and the variables are kept: {text}"
+    # Interrupting a cell that does not wait on it leaves it alone too.
+    running = session.send_execute("std::thread::sleep(std::time::Duration::from_millis(1500)); 1")
+    time.sleep(0.7)
+    session.interrupt()
+    session.finish(running, timeout=30)
+    assert session.ok('format!("{:?}", slow.status())').of_type("execute_result")[0].text == '"Running"'
+    stopped = session.ok('slow.cancel(); format!("{:?}", slow.wait().map(|_| ()))')
+    assert "Cancelled" in stopped.of_type("execute_result")[0].text, stopped.describe()
 
 
 def test_interrupt_of_uncooperative_code_recovers_and_says_so(session):

@@ -113,6 +113,10 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// Waiting for a job was interrupted (the kernel's interrupt of the waiting cell); the job goes on.
+    #[error("waiting for job `{job}` was interrupted; the job goes on (job.cancel() stops it, job.wait() waits again)")]
+    Interrupted { job: String },
+
     /// Tokenizer loading or encoding.
     #[error("tokenizer {name}: {message}")]
     Tokenizer { name: String, message: String },

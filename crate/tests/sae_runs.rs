@@ -474,3 +474,33 @@ fn feature_views_and_run_comparison() {
     let shown = comparison.bundle();
     assert!(shown.plain().contains("on the frontier") && shown.get("image/svg+xml").unwrap().contains("<svg"));
 }
+
+/// A run `saekit train` makes in another process, watched from here through the workspace: the watch's
+/// display becomes the run's dashboard while it trains (its progress the run's steps), and the watch ends
+/// with the run.
+#[test]
+fn a_run_another_process_trains_is_watched_from_the_workspace() {
+    let f = fixture();
+    let watch = f.ws.watch_sae_run("elsewhere");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(watch.view().is_none() && !watch.status().is_finished(), "waiting for it to start");
+    let mut child =
+        train(&f.ws, &cli_config(&f, "elsewhere")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mid = loop {
+        let p = watch.progress();
+        if let Some(view) = watch.view().filter(|_| p.phase == "training" && p.done < 240) {
+            break (view, p);
+        }
+        assert!(!watch.status().is_finished(), "the watch ended before a dashboard: {:?}", watch.progress());
+        assert!(Instant::now() < deadline, "no dashboard while it trained");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (view, progress) = mid;
+    assert_eq!(progress.total, Some(240));
+    assert!(view.plain().contains("Training elsewhere") && view.plain().contains("of 240"), "{}", view.plain());
+    let run = watch.wait().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!((run.name(), run.steps()), ("elsewhere", 240));
+    assert!(watch.bundle().plain().contains("240 of 240"), "{}", watch.bundle().plain());
+}

@@ -38,8 +38,9 @@ struct State {
     /// Writing half of the connection from evcxr's child process.
     child: Option<UnixStream>,
     pongs: u64,
-    /// Connections from running saekit jobs, told to cancel on interrupt.
-    jobs: HashMap<u64, UnixStream>,
+    /// Connections from running saekit jobs and from cells waiting on one, each with the cell that was
+    /// running when it connected: interrupting a cell cancels the jobs it started and wakes its waits.
+    jobs: HashMap<u64, Watcher>,
     next_job: u64,
     last_stderr: Option<Instant>,
     /// When the last cell finished (or the kernel started); `None` while a cell is in progress.
@@ -47,6 +48,13 @@ struct State {
     /// Sent to evcxr's child when it connects: the working directory and environment of the Jupyter
     /// session a spare kernel was handed to.
     child_setup: Option<String>,
+}
+
+/// A saekit job's connection (told `cancel`) or a wait's (told `interrupt`), and its cell.
+struct Watcher {
+    stream: UnixStream,
+    cell: Option<String>,
+    wait: bool,
 }
 
 pub struct Outputs {
@@ -208,11 +216,19 @@ impl Outputs {
         }
     }
 
-    /// Asks every running saekit job to cancel; returns how many were asked.
-    pub fn cancel_jobs(&self) -> usize {
+    /// Interrupts cell `cell`'s own work: asks the saekit jobs it started to cancel and wakes its waits
+    /// on jobs (a job started by an earlier cell goes on); returns how many were told.
+    pub fn interrupt_cell(&self, cell: &str) -> usize {
         let mut state = self.lock();
-        state.jobs.retain(|_, job| job.write_all(b"cancel\n").is_ok());
-        state.jobs.len()
+        let mut told = 0;
+        state.jobs.retain(|_, w| {
+            if w.cell.as_deref() != Some(cell) {
+                return true;
+            }
+            told += 1;
+            w.stream.write_all(if w.wait { b"interrupt\n" } else { b"cancel\n" }).is_ok()
+        });
+        told
     }
 
     /// Handles one message from the child's socket.
@@ -275,7 +291,7 @@ impl Outputs {
 }
 
 /// Listens on the channel socket: evcxr's child connects once per start ("hello"), each running saekit
-/// job connects to be cancellable ("job").
+/// job connects to be cancellable ("job"), and each `job.wait()` to be woken by an interrupt ("wait").
 pub fn listen(path: &Path, outputs: Arc<Outputs>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
@@ -313,12 +329,13 @@ fn serve(stream: UnixStream, outputs: Arc<Outputs>) {
                 }
             }
         }
-        Some("job") => {
+        Some(op @ ("job" | "wait")) => {
             let id = {
                 let mut state = outputs.lock();
                 state.next_job += 1;
                 let id = state.next_job;
-                state.jobs.insert(id, writer);
+                let cell = state.current.as_ref().map(|m| m.header.msg_id.clone());
+                state.jobs.insert(id, Watcher { stream: writer, cell, wait: op == "wait" });
                 id
             };
             // The job closes its end when it finishes.

@@ -446,12 +446,13 @@ async fn handle_control(shared: &Arc<Shared>, request: &JupyterMessage) -> Optio
     Some(message(reply.0, reply.1, Some(request)))
 }
 
-/// Cancels running saekit jobs (again and again: a job the cell starts later is cancelled too); if the
-/// cell that was running when the interrupt came is still running after a grace period of running code
-/// (compiling does not count), stops its process.
+/// Interrupts the running cell's own work: cancels the saekit jobs it started and wakes its waits on
+/// jobs (again and again: a job the cell starts later is cancelled too), leaving jobs that earlier cells
+/// started running; if the cell is still running after a grace period of running code (compiling does
+/// not count), stops its process. With no cell running there is nothing to interrupt.
 async fn interrupt(shared: &Shared) {
-    shared.outputs.cancel_jobs();
     let Some(cell) = shared.outputs.current_id() else { return };
+    shared.outputs.interrupt_cell(&cell);
     let mut ran = Duration::ZERO;
     let step = Duration::from_millis(20);
     while shared.outputs.current_id().as_deref() == Some(cell.as_str()) {
@@ -464,7 +465,7 @@ async fn interrupt(shared: &Shared) {
             return;
         }
         tokio::time::sleep(step).await;
-        shared.outputs.cancel_jobs();
+        shared.outputs.interrupt_cell(&cell);
         if shared.outputs.is_running() {
             ran += step;
         }

@@ -194,7 +194,7 @@ impl Workspace {
             Started::TookOver(id) => (id, false),
         };
 
-        let resumable = plan.resumable.then(|| format!("r{:016x}", name_hash(plan.kind, &plan.name)));
+        let resumable = plan.resumable.then(|| resumable_unique(plan.kind, &plan.name));
         let result = (|| -> Result<()> {
             let writer = match (plan.dir, &resumable) {
                 (Some(folder), Some(unique)) => Some(ArtifactWriter::resume(self.root(), folder, unique)?),
@@ -327,6 +327,16 @@ fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
 /// A stable hash of artifact (`kind`, `name`): the name of a resumable attempt's directory.
 fn name_hash(kind: &str, name: &str) -> u64 {
     fnv1a(kind.bytes().chain([0]).chain(name.bytes()))
+}
+
+fn resumable_unique(kind: &str, name: &str) -> String {
+    format!("r{:016x}", name_hash(kind, name))
+}
+
+/// Where a resumable attempt at artifact (`kind`, `name`) works (its plan's `dir` being `folder`), so
+/// another process can look in while it runs.
+pub(crate) fn resumable_dir(root: &Path, folder: &str, kind: &str, name: &str) -> PathBuf {
+    root.join(super::TMP_DIR).join(format!("{folder}-{}", resumable_unique(kind, name)))
 }
 
 /// Whether a live process (this one included) holds the claim on artifact (`kind`, `name`).

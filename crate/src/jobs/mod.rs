@@ -383,9 +383,23 @@ impl<T> Job<T> {
     }
 
     /// Blocks until the job has finished and takes its result. A second call returns an error saying
-    /// the result was already taken.
+    /// the result was already taken. Under saekit-kernel, interrupting the cell that waits returns
+    /// [`Error::Interrupted`] at once: the job goes on (unless that cell started it, which cancels it),
+    /// and a later `wait()` still gets its result.
     pub fn wait(&self) -> Result<T> {
-        while !self.wait_timeout(Duration::from_secs(3600)).is_finished() {}
+        let watch = if self.status().is_finished() { None } else { interrupt::WaitWatch::connect(&self.shared.name) };
+        match &watch {
+            Some(w) => loop {
+                if self.wait_timeout(Duration::from_millis(50)).is_finished() {
+                    break;
+                }
+                if w.interrupted.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted { job: self.shared.name.clone() });
+                }
+            },
+            None => while !self.wait_timeout(Duration::from_secs(3600)).is_finished() {},
+        }
+        drop(watch);
         if let Some(handle) = lock(&self.thread).take() {
             let _ = handle.join();
         }

@@ -612,15 +612,26 @@ fn train_in(
         ctx.advance(1);
         if last_view.elapsed() >= VIEW_EVERY || state.step == total_steps {
             last_view = std::time::Instant::now();
+            let live = LiveState {
+                step: state.step,
+                total_steps,
+                tokens: state.step * config.train_batch_size_tokens as u64,
+                seconds: elapsed(),
+                latest: slots.iter().map(|s| (s.spec.name.clone(), s.spec.d_sae, s.last)).collect(),
+                history: thin(&state.history, slots.len(), 300),
+            };
             ctx.publish(dashboard(
                 name,
-                &slots,
-                &state.history,
-                state.step,
+                &live.latest,
+                &live.history,
+                live.step,
                 total_steps,
-                state.step * config.train_batch_size_tokens as u64,
-                elapsed(),
+                live.tokens,
+                live.seconds,
             ));
+            if let Ok(text) = serde_json::to_string(&live) {
+                let _ = crate::files::write_atomically(&dir.join(LIVE_FILE), text.as_bytes());
+            }
         }
         if let Some(m) = slots[0].last {
             ctx.set_detail(format!(
@@ -663,6 +674,7 @@ fn train_in(
         });
     }
     write_history(&state.history, &dir.join(HISTORY_FILE))?;
+    let _ = std::fs::remove_file(dir.join(LIVE_FILE));
     for d in [CHECKPOINT_DIR, OLD_CHECKPOINT_DIR, PARTIAL_CHECKPOINT_DIR] {
         let path = dir.join(d);
         if path.exists() {
@@ -980,11 +992,14 @@ impl Render for RunHistory {
     }
 }
 
+/// One SAE's line on the dashboard: name, width, latest metrics.
+type Latest = (String, usize, Option<super::train::StepMetrics>);
+
 /// The live dashboard a training job publishes: where it is (step, tokens, speed, time left), each SAE's
 /// latest metrics, and the curves so far (downsampled to keep each update small).
 fn dashboard(
     name: &str,
-    slots: &[Slot],
+    latest: &[Latest],
     history: &[HistoryRow],
     step: u64,
     total: u64,
@@ -995,16 +1010,16 @@ fn dashboard(
     let left = if step > 0 { seconds / step as f64 * total.saturating_sub(step) as f64 } else { 0.0 };
     let mut table =
         Table::new("latest", &["SAE", "step", "MSE", "sparsity loss", "L0", "explained variance", "dead", "LR"]);
-    for slot in slots {
-        let Some(m) = slot.last else { continue };
+    for (sae, d_sae, last) in latest {
+        let Some(m) = last else { continue };
         table.row(vec![
-            slot.spec.name.clone(),
+            sae.clone(),
             m.step.to_string(),
             format!("{:.4}", m.mse),
             format!("{:.4}", m.sparsity_loss),
             format!("{:.2}", m.l0),
             format!("{:.4}", m.explained_variance),
-            format!("{} ({:.1}%)", m.dead, 100.0 * m.dead as f64 / slot.spec.d_sae.max(1) as f64),
+            format!("{} ({:.1}%)", m.dead, 100.0 * m.dead as f64 / (*d_sae).max(1) as f64),
             format!("{:.2e}", m.lr),
         ]);
     }
@@ -1017,6 +1032,112 @@ fn dashboard(
         .section(&table.bundle())
         .section(&history.charts(120).bundle())
         .bundle()
+}
+
+/// What a running training writes about itself about once a second (`live.json` in its work directory),
+/// for [`Workspace::watch_sae_run`] in another process: the dashboard's inputs, the history thinned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LiveState {
+    step: u64,
+    total_steps: u64,
+    tokens: u64,
+    seconds: f64,
+    latest: Vec<Latest>,
+    history: Vec<HistoryRow>,
+}
+
+const LIVE_FILE: &str = "live.json";
+
+/// At most about `max` rows per SAE, evenly spaced, the last ones kept (the history holds a row per SAE
+/// at each metrics step, in the SAEs' order).
+fn thin(history: &[HistoryRow], saes: usize, max: usize) -> Vec<HistoryRow> {
+    let saes = saes.max(1);
+    let groups = history.len().div_ceil(saes);
+    if groups <= max.max(1) {
+        return history.to_vec();
+    }
+    let every = groups.div_ceil(max.max(1));
+    let last = groups - 1;
+    history
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i / saes % every == 0 || i / saes == last)
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+impl Workspace {
+    /// Watches the training run `name` that this process or another (the CLI, another kernel) is making,
+    /// from the workspace: a job whose display is the run's live dashboard, read from the catalog's
+    /// progress and the run's work directory, and whose result is the run once it is ready. Cancelling
+    /// the watch stops watching, not the training.
+    pub fn watch_sae_run(&self, name: &str) -> Job<SaeRun> {
+        let (ws, name) = (self.clone(), name.to_string());
+        Job::spawn(&format!("watch {name}"), move |ctx| watch(&ws, &name, ctx))
+    }
+}
+
+fn watch(ws: &Workspace, name: &str, ctx: &JobContext) -> Result<SaeRun> {
+    let root = std::path::absolute(ws.root()).map_err(|e| Error::io(ws.root(), e))?;
+    let live = crate::catalog::resumable_dir(&root, "sae_runs", SAE_RUN_KIND, name).join(LIVE_FILE);
+    let (mut phased, mut seen) = (false, None);
+    ctx.set_detail(format!("waiting for run `{name}` to start"));
+    loop {
+        ctx.check()?;
+        let catalog = ws.catalog();
+        if let Some(id) = catalog.with_conn(|c| catalog.artifact_id_in(c, SAE_RUN_KIND, name))? {
+            let row = catalog.artifact(id)?;
+            match row.status {
+                ArtifactStatus::Ready => {
+                    let run = ws.sae_run(&id.to_string())?;
+                    let latest: Vec<Latest> =
+                        run.row.saes.iter().map(|s| (s.name.clone(), s.d_sae, Some(s.last))).collect();
+                    let rows = run.history().map(|h| h.rows).unwrap_or_default();
+                    ctx.publish(dashboard(
+                        name,
+                        &latest,
+                        &rows,
+                        run.row.steps,
+                        run.row.steps,
+                        run.row.tokens,
+                        run.row.seconds,
+                    ));
+                    return Ok(run);
+                }
+                ArtifactStatus::Failed => {
+                    return Err(Error::InvalidArgument(format!(
+                        "run `{name}` failed: {}",
+                        row.error.unwrap_or_default()
+                    )));
+                }
+                ArtifactStatus::Interrupted => {
+                    return Err(Error::InvalidArgument(format!(
+                        "the process training run `{name}` is gone; ask for the run again to continue from its \
+                         last checkpoint"
+                    )));
+                }
+                _ => {
+                    if let Some(p) = row.progress.filter(|p| p.phase == "training") {
+                        if !phased {
+                            ctx.phase("training", "steps", p.total);
+                            phased = true;
+                        }
+                        ctx.set_detail(p.detail);
+                        ctx.set_done(p.done);
+                    }
+                }
+            }
+        }
+        let modified = std::fs::metadata(&live).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != seen {
+            seen = modified;
+            let state = std::fs::read_to_string(&live).ok().and_then(|t| serde_json::from_str::<LiveState>(&t).ok());
+            if let Some(s) = state {
+                ctx.publish(dashboard(name, &s.latest, &s.history, s.step, s.total_steps, s.tokens, s.seconds));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 impl Render for SaeRun {
