@@ -393,7 +393,7 @@ impl<T> Job<T> {
                 if self.wait_timeout(Duration::from_millis(50)).is_finished() {
                     break;
                 }
-                if w.interrupted.load(Ordering::Relaxed) {
+                if w.interrupted.load(Ordering::Relaxed) && !self.cancelled_by_the_interrupt() {
                     return Err(Error::Interrupted { job: self.shared.name.clone() });
                 }
             },
@@ -406,6 +406,20 @@ impl<T> Job<T> {
         lock(&self.result).take().unwrap_or_else(|| {
             Err(Error::InvalidArgument(format!("the result of job `{}` was already taken", self.shared.name)))
         })
+    }
+
+    /// After an interrupt of the waiting cell: whether it also cancels this job (the cell started it), in
+    /// which case the wait goes on to the job's end, a check away. The kernel tells the job and the wait
+    /// at the same moment on separate connections, so the job's cancel is given a moment to arrive.
+    fn cancelled_by_the_interrupt(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if self.shared.cancel.load(Ordering::Relaxed) || self.status().is_finished() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     /// Blocks while printing a progress line at most every `every`, then a final summary line. For
