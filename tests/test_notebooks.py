@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as html_lib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -359,6 +360,56 @@ def test_live_job_updates_its_display_in_place(session):
         assert len(within) <= 5, f"{len(within)} updates within one second: {times}"
     # Exactly one final rendering: nothing after "done".
     time.sleep(1.0)
+    later = [m for m in session.log if m.type == "update_display_data" and m.display_id == display_id]
+    assert len(later) == len(updates), "no updates after the final rendering"
+
+
+def test_a_training_run_shows_its_dashboard_live_in_one_output(session, tmp_path):
+    """A training job's display becomes its dashboard (latest metrics and curves) and is updated in place:
+    one output, replaced about once a second (never with every progress tick), small, ending in the final
+    dashboard with nothing after it."""
+    if not os.environ.get("SAEKIT_MINILM_DIR"):
+        pytest.skip("MiniLM's weights are not installed")
+    session.ok(
+        'let model = Model::load(&std::env::var("SAEKIT_MINILM_DIR").unwrap())?;\n'
+        f'let ws = Workspace::open({json.dumps(str(tmp_path / "ws"))})?;\n'
+        'let files = saekit::data::write_corpus(&ws.root().join("embedded"))?;\n'
+        'let austen = ws.ensure_dataset("austen", &Source::open(&files[0])?)?;\n'
+        'let tokens = austen.tokenize(model.tokenizer(), &TokenizeParams { max_length: 64, stride: 64, ..Default::default() })?;'
+    , timeout=300)
+    ex = session.ok(
+        'let spec = SaeRunSpec::new(&tokens, &model)\n'
+        '    .sae(SaeSpec::topk("blocks.2.hook_resid_post", 3072, 32))\n'
+        '    .cache(saekit::activations::CacheParams { max_tokens: Some(8192), ..Default::default() })\n'
+        '    .training_tokens(8192 * 6).batch_tokens(512).buffer_tokens(4096).metrics_every(2).checkpoint_every(0);\n'
+        'let training = ws.train_saes_job(&spec);\n'
+        'training'
+    )
+    displays = ex.of_type("display_data")
+    assert len(displays) == 1 and not ex.of_type("execute_result"), ex.describe()
+    display_id = displays[0].display_id
+
+    def final(log):
+        ups = [m for m in log if m.type == "update_display_data" and m.display_id == display_id]
+        return ups if ups and "done in" in ups[-1].text else None
+
+    updates = session.wait_until(final, 600)
+    dashboards = [u for u in updates if "Training" in u.text]
+    assert len(dashboards) >= 3, f"the dashboard was shown {len(dashboards)} times: {[u.text[:80] for u in updates]}"
+    first = updates.index(dashboards[0])
+    assert all("Training" in u.text for u in updates[first:]), "once shown, the dashboard stays"
+    times = [u.t for u in dashboards]
+    for i in range(len(times)):
+        within = [t for t in times[i:] if t - times[i] < 1.0]
+        assert len(within) <= 3, f"{len(within)} dashboard updates within one second: {times}"
+    for u in updates:
+        html = u.content["data"]["text/html"]
+        assert len(html) < 300_000, f"an update of {len(html)} bytes"
+    last = updates[-1].content["data"]
+    assert "<svg" in last["text/html"] and "explained variance" in last["text/plain"], last["text/plain"][:500]
+    steps = re.findall(r"(\d+) of (\d+)", dashboards[0].text)
+    assert steps and int(steps[0][0]) < int(steps[0][1]), f"the first dashboard came mid-run: {dashboards[0].text[:300]}"
+    time.sleep(1.5)
     later = [m for m in session.log if m.type == "update_display_data" and m.display_id == display_id]
     assert len(later) == len(updates), "no updates after the final rendering"
 
