@@ -60,8 +60,11 @@ def job_cell_index(nb) -> int:
     return next(i for i, c in enumerate(code) if "job" in c.get("metadata", {}).get("tags", []))
 
 
-def run_in_jupyterlab(notebook: Path, out: Path, timeout_s: int = 900, install: bool = True) -> tuple[dict, Path]:
-    """Starts JupyterLab on a temp copy of `notebook`, runs the browser check, returns (result, saved notebook)."""
+def run_in_jupyterlab(
+    notebook: Path, out: Path, timeout_s: int = 900, install: bool = True, mid_text: str | None = None
+) -> tuple[dict, Path]:
+    """Starts JupyterLab on a temp copy of `notebook`, runs the browser check, returns (result, saved notebook).
+    With `mid_text`, also pictures the job cell mid-run, once its output shows that text (docs screenshots)."""
     ensure_playwright()
     out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="saekit-lab-"))
@@ -110,6 +113,7 @@ def run_in_jupyterlab(notebook: Path, out: Path, timeout_s: int = 900, install: 
                     NODE, str(BROWSER / "jupyterlab_check.mjs"), "--url", url, "--token", token,
                     "--notebook", notebook.name, "--out", str(out), "--job-cell", str(job_cell_index(nb)),
                     "--chromium", CHROMIUM, "--timeout-s", str(timeout_s),
+                    *(["--mid-text", mid_text] if mid_text else []),
                 ],
                 cwd=BROWSER, capture_output=True, text=True, timeout=timeout_s + 300,
             )

@@ -2,7 +2,7 @@
 // records what a person would see. Started by tests/test_browser.py, which starts JupyterLab first.
 //
 //   node jupyterlab_check.mjs --url http://127.0.0.1:PORT --token TOKEN --notebook quickstart.ipynb \
-//        --out DIR [--job-cell N] [--chromium /usr/bin/chromium] [--timeout-s 600]
+//        --out DIR [--job-cell N] [--mid-text TEXT] [--chromium /usr/bin/chromium] [--timeout-s 600]
 //
 // Writes DIR/browser-result.json and DIR/<notebook>.png, and prints the result as one JSON line:
 //   cells:    per code cell, its final prompt and its outputs' MIME types and text
@@ -10,6 +10,8 @@
 //             while the notebook ran, sampled every 50 ms in the page: the number of outputs, the first
 //             output's text, and whether that output is still the same DOM element as when it appeared
 //   stderr:   texts of outputs rendered as application/vnd.jupyter.stderr (errors and stderr streams)
+//   midScreenshot: with --mid-text, DIR/job-cell-mid-run.png, the job cell once its output shows TEXT and
+//             before it is done (a live dashboard mid-run)
 // The checks themselves are in test_browser.py.
 
 import { chromium } from 'playwright-core';
@@ -107,6 +109,25 @@ try {
   step('run all cells');
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
   await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+
+  if (opts.midText && opts.jobCell >= 0) {
+    // A picture of the job cell while it runs: once its output shows --mid-text and is not done yet.
+    step('screenshot the job cell mid-run');
+    const cell = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell.jp-CodeCell').nth(opts.jobCell);
+    const deadline = Date.now() + opts.timeoutS * 1000;
+    while (Date.now() < deadline) {
+      const text = await cell.locator('.jp-OutputArea-child').first().innerText().catch(() => '');
+      if (text.includes(opts.midText) && !text.includes('done in')) {
+        await page.waitForTimeout(1500);
+        await cell.scrollIntoViewIfNeeded();
+        result.midScreenshot = path.join(opts.out, 'job-cell-mid-run.png');
+        await cell.screenshot({ path: result.midScreenshot });
+        break;
+      }
+      if (text.includes('done in')) break;
+      await page.waitForTimeout(100);
+    }
+  }
 
   step('wait for every cell to finish');
   await page.waitForFunction(

@@ -967,23 +967,41 @@ impl RunHistory {
         type Metric = (&'static str, fn(&HistoryRow) -> f64, bool);
         let metrics: [Metric; 6] = [
             ("MSE", |r| r.metrics.mse, true),
-            ("sparsity loss (L1 or AuxK)", |r| r.metrics.sparsity_loss, false),
+            ("L1 or AuxK loss", |r| r.metrics.sparsity_loss, false),
             ("L0", |r| r.metrics.l0, false),
             ("explained variance", |r| r.metrics.explained_variance, false),
             ("dead latents", |r| r.metrics.dead as f64, false),
             ("learning rate", |r| r.metrics.lr, false),
         ];
         let names = self.sae_names();
-        let mut grid = ChartGrid::new(format!("SAE run {}", self.run), 3);
+        let shown = legend_names(&names);
+        let mut grid = ChartGrid::new(format!("SAE run {}", self.run), 2);
         for (label, metric, log) in metrics {
             let mut chart = LineChart::new(label, "step", label).log_y(log);
-            for name in &names {
-                chart = chart.series(name.clone(), crate::display::downsample(&self.series(name, metric), max_points));
+            for (name, legend) in names.iter().zip(&shown) {
+                chart =
+                    chart.series(legend.clone(), crate::display::downsample(&self.series(name, metric), max_points));
             }
             grid = grid.chart(&chart);
         }
         grid
     }
+}
+
+/// Names short enough for a chart's legend: a default name without its hook (`topk32-3072`), unless that
+/// makes two the same.
+fn legend_names(names: &[String]) -> Vec<String> {
+    let short: Vec<String> = names
+        .iter()
+        .map(|n| match n.find("hook_").and_then(|i| n[i..].find('-').map(|j| i + j + 1)) {
+            Some(at) if at < n.len() => n[at..].to_string(),
+            _ => n.clone(),
+        })
+        .collect();
+    let mut unique = short.clone();
+    unique.sort();
+    unique.dedup();
+    if unique.len() == short.len() { short } else { names.to_vec() }
 }
 
 impl Render for RunHistory {
