@@ -169,6 +169,19 @@ impl FeatureAtlas {
         table
     }
 
+    /// A token as it reads in running text: WordPiece pieces (`##ing`) join the word before them, and
+    /// other WordPiece tokens get the space their text leaves out (byte-level BPE tokens carry theirs).
+    fn shown_token(&self, id: u32) -> String {
+        let text = self.model.tokenizer().token_text(id);
+        if self.model.info().family != crate::models::Family::Bert {
+            return text;
+        }
+        match text.strip_prefix("##") {
+            Some(piece) => piece.to_string(),
+            None => format!(" {text}"),
+        }
+    }
+
     fn token_text(&self, sequence: u32, position: u32) -> String {
         let id = self.sequences[sequence as usize][position as usize];
         self.model.tokenizer().token_text(id)
@@ -188,7 +201,7 @@ impl FeatureAtlas {
             // Each shown token's activation for this latent, from one forward pass of its sequence.
             let acts = self.activations_in(top.sequence as usize, latent)?;
             contexts.push(Context {
-                tokens: (from..to).map(|t| self.model.tokenizer().token_text(seq[t])).collect(),
+                tokens: (from..to).map(|t| self.shown_token(seq[t])).collect(),
                 activations: (from..to).map(|t| acts.get(t).copied().unwrap_or(0.0)).collect(),
                 top: p - from,
             });

@@ -545,6 +545,8 @@ impl Request for SaeRunSpec {
                  or delete that one (ws.delete_artifact)"
             )));
         }
+        // A run made before (reused) shows its final dashboard too.
+        ctx.publish(run.dashboard());
         Ok(run)
     }
 }
@@ -866,6 +868,14 @@ impl SaeRun {
         ws.lineage(self)
     }
 
+    /// The run's dashboard as it ended (what its training job showed last).
+    pub fn dashboard(&self) -> MimeBundle {
+        let r = &self.row;
+        let latest: Vec<Latest> = r.saes.iter().map(|s| (s.name.clone(), s.d_sae, Some(s.last))).collect();
+        let rows = self.history().map(|h| h.rows).unwrap_or_default();
+        dashboard(&r.name, &latest, &rows, r.steps, r.steps, r.tokens, r.seconds)
+    }
+
     /// Evaluates every SAE of the run on up to `sequences` held-out sequences of its tokenization (those
     /// after the last one its activation cache read, so never a token it trained on) through `model`
     /// (the run's, loaded): reconstruction (MSE, explained variance, L0, with the tokens the cache left
@@ -1108,18 +1118,7 @@ fn watch(ws: &Workspace, name: &str, ctx: &JobContext) -> Result<SaeRun> {
             match row.status {
                 ArtifactStatus::Ready => {
                     let run = ws.sae_run(&id.to_string())?;
-                    let latest: Vec<Latest> =
-                        run.row.saes.iter().map(|s| (s.name.clone(), s.d_sae, Some(s.last))).collect();
-                    let rows = run.history().map(|h| h.rows).unwrap_or_default();
-                    ctx.publish(dashboard(
-                        name,
-                        &latest,
-                        &rows,
-                        run.row.steps,
-                        run.row.steps,
-                        run.row.tokens,
-                        run.row.seconds,
-                    ));
+                    ctx.publish(run.dashboard());
                     return Ok(run);
                 }
                 ArtifactStatus::Failed => {
