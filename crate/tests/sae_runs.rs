@@ -145,7 +145,11 @@ fn several_saes_train_from_one_pass_into_a_run_with_lineage_files_and_history() 
     let job = f.ws.train_saes_job(&three(&f));
     let again = job.wait().unwrap();
     assert_eq!(again.id(), run.id());
-    assert!(job.bundle().plain().contains("24 of 24"), "a reused run shows its final dashboard: {}", job.bundle().plain());
+    assert!(
+        job.bundle().plain().contains("24 of 24"),
+        "a reused run shows its final dashboard: {}",
+        job.bundle().plain()
+    );
     assert_eq!(f.ws.sae_runs().unwrap().len(), 1);
     // The same name with another config is refused.
     let other = three(&f).name(run.name()).seed(9);

@@ -13,75 +13,67 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::Shared;
 use crate::display::kernel::SOCKET_ENV;
 
-pub(super) struct InterruptWatch {
+/// A connection to the kernel's socket, closed when dropped.
+struct KernelLink {
     stream: UnixStream,
 }
 
-impl InterruptWatch {
-    /// Connects when running under saekit-kernel; `None` elsewhere (or when the kernel cannot be reached).
-    pub(super) fn connect(shared: &Arc<Shared>) -> Option<InterruptWatch> {
+impl KernelLink {
+    /// Connects as `op` for job `name` when running under saekit-kernel (`None` elsewhere, or when the
+    /// kernel cannot be reached), and calls `on` each time the kernel sends the line `word`.
+    fn connect(op: &str, name: &str, word: &'static str, on: impl Fn() + Send + 'static) -> Option<KernelLink> {
         let path = std::env::var_os(SOCKET_ENV)?;
         let mut stream = UnixStream::connect(path).ok()?;
-        let hello = serde_json::json!({"op": "job", "name": shared.name});
+        let hello = serde_json::json!({"op": op, "name": name});
         stream.write_all(format!("{hello}\n").as_bytes()).ok()?;
         let reader = stream.try_clone().ok()?;
-        let shared = shared.clone();
         std::thread::Builder::new()
-            .name("saekit job interrupt".into())
+            .name(format!("saekit {op} interrupt"))
             .spawn(move || {
                 for line in BufReader::new(reader).lines() {
                     match line {
-                        Ok(line) if line.trim() == "cancel" => shared.cancel.store(true, Ordering::Relaxed),
+                        Ok(line) if line.trim() == word => on(),
                         Ok(_) => {}
                         Err(_) => break,
                     }
                 }
             })
             .ok()?;
-        Some(InterruptWatch { stream })
+        Some(KernelLink { stream })
     }
 }
 
-impl Drop for InterruptWatch {
+impl Drop for KernelLink {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// A running job's link: the kernel's `cancel` cancels it.
+pub(super) struct InterruptWatch {
+    _link: KernelLink,
+}
+
+impl InterruptWatch {
+    pub(super) fn connect(shared: &Arc<Shared>) -> Option<InterruptWatch> {
+        let job = shared.clone();
+        let link =
+            KernelLink::connect("job", &shared.name, "cancel", move || job.cancel.store(true, Ordering::Relaxed))?;
+        Some(InterruptWatch { _link: link })
     }
 }
 
 /// A `wait()` under saekit-kernel: `interrupted` turns true when the cell it blocks is interrupted.
 pub(super) struct WaitWatch {
-    stream: UnixStream,
+    _link: KernelLink,
     pub(super) interrupted: Arc<AtomicBool>,
 }
 
 impl WaitWatch {
-    /// Connects when running under saekit-kernel; `None` elsewhere.
     pub(super) fn connect(job: &str) -> Option<WaitWatch> {
-        let path = std::env::var_os(SOCKET_ENV)?;
-        let mut stream = UnixStream::connect(path).ok()?;
-        let hello = serde_json::json!({"op": "wait", "name": job});
-        stream.write_all(format!("{hello}\n").as_bytes()).ok()?;
-        let reader = stream.try_clone().ok()?;
         let interrupted = Arc::new(AtomicBool::new(false));
         let flag = interrupted.clone();
-        std::thread::Builder::new()
-            .name("saekit wait interrupt".into())
-            .spawn(move || {
-                for line in BufReader::new(reader).lines() {
-                    match line {
-                        Ok(line) if line.trim() == "interrupt" => flag.store(true, Ordering::Relaxed),
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-            })
-            .ok()?;
-        Some(WaitWatch { stream, interrupted })
-    }
-}
-
-impl Drop for WaitWatch {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let link = KernelLink::connect("wait", job, "interrupt", move || flag.store(true, Ordering::Relaxed))?;
+        Some(WaitWatch { _link: link, interrupted })
     }
 }
