@@ -360,15 +360,7 @@ impl Workspace {
 
     /// An activation cache by name or id.
     pub fn activation_cache_named(&self, name_or_id: &str) -> Result<ActivationCache> {
-        let id = self.catalog().with_conn(|conn| self.catalog().artifact_id_in(conn, ACTIVATIONS_KIND, name_or_id))?;
-        match (id, name_or_id.parse::<i64>()) {
-            (Some(id), _) | (None, Ok(id)) => self.activation_cache_by_id(id),
-            (None, Err(_)) => Err(Error::NotFound {
-                kind: ACTIVATIONS_KIND,
-                name: name_or_id.to_string(),
-                catalog: self.catalog().path().to_path_buf(),
-            }),
-        }
+        self.activation_cache_by_id(self.catalog().artifact_id_named(ACTIVATIONS_KIND, name_or_id)?)
     }
 
     fn activation_cache_by_id(&self, id: i64) -> Result<ActivationCache> {

@@ -296,6 +296,15 @@ impl Catalog {
     }
 
     /// Artifact `id`, with its status as read now (see [`ArtifactStatus::Interrupted`]).
+    /// The id of the artifact of `kind` named `name_or_id`, or `name_or_id` read as an id when no artifact
+    /// has that name; [`Error::NotFound`] otherwise. (An id read this way is checked by the caller's query.)
+    pub fn artifact_id_named(&self, kind: &'static str, name_or_id: &str) -> Result<i64> {
+        match (self.artifact_id_in(&*self.conn()?, kind, name_or_id)?, name_or_id.parse::<i64>()) {
+            (Some(id), _) | (None, Ok(id)) => Ok(id),
+            (None, Err(_)) => Err(self.not_found(kind, name_or_id.to_string())),
+        }
+    }
+
     pub fn artifact(&self, id: i64) -> Result<ArtifactRow> {
         self.artifact_in(&*self.conn()?, id)
     }

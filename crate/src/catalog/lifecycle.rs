@@ -227,10 +227,10 @@ impl Workspace {
             Err(e) => {
                 // A resumable attempt's row stays (failed, or "cancelled") and names the partial it left, so
                 // deleting the row removes that too.
-                let partial = match (plan.dir, &resumable) {
-                    (Some(folder), Some(unique)) => std::path::absolute(self.root())
+                let partial = match (plan.dir, plan.resumable) {
+                    (Some(folder), true) => std::path::absolute(self.root())
                         .ok()
-                        .map(|root| root.join(super::TMP_DIR).join(format!("{folder}-{unique}")))
+                        .map(|root| resumable_dir(&root, folder, plan.kind, &plan.name))
                         .filter(|dir| dir.join(super::RESUMABLE_MARKER).exists()),
                     _ => None,
                 };

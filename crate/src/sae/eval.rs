@@ -35,17 +35,10 @@ pub fn kl_divergence(clean: &Tensor, other: &Tensor) -> Result<f64> {
     if n == 0 {
         return Ok(0.0);
     }
-    let log_p = candle_nn_log_softmax(&clean.to_dtype(DType::F64)?)?;
-    let log_q = candle_nn_log_softmax(&other.to_dtype(DType::F64)?)?;
+    let log_p = candle_nn::ops::log_softmax(&clean.to_dtype(DType::F64)?, D::Minus1)?;
+    let log_q = candle_nn::ops::log_softmax(&other.to_dtype(DType::F64)?, D::Minus1)?;
     let kl = (log_p.exp()? * (&log_p - &log_q)?)?.sum(D::Minus1)?;
     Ok(kl.sum_all()?.to_scalar::<f64>()? / n as f64)
-}
-
-fn candle_nn_log_softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let shifted = x.broadcast_sub(&max)?;
-    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(shifted.broadcast_sub(&log_sum)?)
 }
 
 /// What the model loses at one SAE's hook.
@@ -105,7 +98,6 @@ struct Sums {
     weight: f64,
     kl_sae: f64,
     kl_ablated: f64,
-    kl_rows: f64,
 }
 
 /// `[b, s, d]` → the SAE's reconstruction, same shape.
@@ -205,7 +197,6 @@ pub fn evaluate(
                 if let (Some(c), Some(s), Some(a)) = (&clean_logits, &spliced.logits, &ablated.logits) {
                     sum.kl_sae += kl_divergence(c, &rows_of(s, &target_rows)?)? * predicted;
                     sum.kl_ablated += kl_divergence(c, &rows_of(a, &target_rows)?)? * predicted;
-                    sum.kl_rows += predicted;
                 }
             } else {
                 let (Some(c), Some(s), Some(a)) = (&clean.embedding, &spliced.embedding, &ablated.embedding) else {
@@ -240,8 +231,8 @@ pub fn evaluate(
                     with_sae,
                     ablated,
                     recovered: recovered(clean, with_sae, ablated),
-                    kl_with_sae: (s.kl_rows > 0.0).then(|| s.kl_sae / s.kl_rows),
-                    kl_ablated: (s.kl_rows > 0.0).then(|| s.kl_ablated / s.kl_rows),
+                    kl_with_sae: causal.then(|| s.kl_sae / w),
+                    kl_ablated: causal.then(|| s.kl_ablated / w),
                 },
             }
         })

@@ -194,12 +194,17 @@ impl FeatureAtlas {
         }
         let values = &self.values[latent];
         let mut contexts = Vec::new();
+        // Two top contexts in one sequence share its forward pass.
+        let mut by_sequence: std::collections::HashMap<u32, Vec<f32>> = std::collections::HashMap::new();
         for top in &self.top[latent] {
             let seq = &self.sequences[top.sequence as usize];
             let (p, from) = (top.position as usize, (top.position as usize).saturating_sub(WINDOW));
             let to = (p + WINDOW + 1).min(seq.len());
             // Each shown token's activation for this latent, from one forward pass of its sequence.
-            let acts = self.activations_in(top.sequence as usize, latent)?;
+            if !by_sequence.contains_key(&top.sequence) {
+                by_sequence.insert(top.sequence, self.activations_in(top.sequence as usize, latent)?);
+            }
+            let acts = &by_sequence[&top.sequence];
             contexts.push(Context {
                 tokens: (from..to).map(|t| self.shown_token(seq[t])).collect(),
                 activations: (from..to).map(|t| acts.get(t).copied().unwrap_or(0.0)).collect(),

@@ -100,26 +100,29 @@ pub fn read_history(path: &Path) -> Result<Vec<HistoryRow>> {
                 c.as_any().downcast_ref::<Float64Array>().ok_or_else(|| Error::format(path, format!("`{name}`")))?;
             Ok(c.values().to_vec())
         };
-        let u: Vec<Vec<u64>> = U64_COLUMNS.iter().map(|(n, _)| u64s(n)).collect::<Result<_>>()?;
-        let f: Vec<Vec<f64>> = F64_COLUMNS.iter().map(|(n, _)| f64s(n)).collect::<Result<_>>()?;
+        let (step, tokens, dead) = (u64s("step")?, u64s("tokens")?, u64s("dead")?);
+        let (below_5, below_6) = (u64s("density_below_1e_5")?, u64s("density_below_1e_6")?);
+        let (loss, mse, sparsity, l0) = (f64s("loss")?, f64s("mse")?, f64s("sparsity_loss")?, f64s("l0")?);
+        let (ev, lr, grad_norm) = (f64s("explained_variance")?, f64s("lr")?, f64s("grad_norm")?);
+        let (density, elapsed) = (f64s("mean_log10_density")?, f64s("elapsed_seconds")?);
         for i in 0..sae.len() {
             rows.push(HistoryRow {
                 sae: sae.value(i).to_string(),
-                tokens: u[1][i],
-                elapsed_seconds: f[8][i],
+                tokens: tokens[i],
+                elapsed_seconds: elapsed[i],
                 metrics: StepMetrics {
-                    step: u[0][i],
-                    loss: f[0][i],
-                    mse: f[1][i],
-                    sparsity_loss: f[2][i],
-                    l0: f[3][i],
-                    explained_variance: f[4][i],
-                    dead: u[2][i] as usize,
-                    lr: f[5][i],
-                    grad_norm: f[6][i],
-                    mean_log10_density: f[7][i],
-                    density_below_1e_5: u[3][i] as usize,
-                    density_below_1e_6: u[4][i] as usize,
+                    step: step[i],
+                    loss: loss[i],
+                    mse: mse[i],
+                    sparsity_loss: sparsity[i],
+                    l0: l0[i],
+                    explained_variance: ev[i],
+                    dead: dead[i] as usize,
+                    lr: lr[i],
+                    grad_norm: grad_norm[i],
+                    mean_log10_density: density[i],
+                    density_below_1e_5: below_5[i] as usize,
+                    density_below_1e_6: below_6[i] as usize,
                 },
             });
         }

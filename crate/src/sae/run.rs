@@ -251,6 +251,12 @@ pub struct SaeRunSpec {
     pub config: RunConfig,
 }
 
+impl Render for SaeRunSpec {
+    fn bundle(&self) -> MimeBundle {
+        self.config.bundle()
+    }
+}
+
 impl SaeRunSpec {
     /// A run over `tokenization`'s tokens through `model`, with the defaults; add SAEs with [`Self::sae`].
     pub fn new(tokenization: &Tokenization, model: &Model) -> SaeRunSpec {
@@ -463,17 +469,7 @@ impl Workspace {
 
     /// An SAE run by name or id.
     pub fn sae_run(&self, name_or_id: &str) -> Result<SaeRun> {
-        let id = self.catalog().with_conn(|conn| self.catalog().artifact_id_in(conn, SAE_RUN_KIND, name_or_id))?;
-        let id = match (id, name_or_id.parse::<i64>()) {
-            (Some(id), _) | (None, Ok(id)) => id,
-            (None, Err(_)) => {
-                return Err(Error::NotFound {
-                    kind: SAE_RUN_KIND,
-                    name: name_or_id.to_string(),
-                    catalog: self.catalog().path().to_path_buf(),
-                });
-            }
-        };
+        let id = self.catalog().artifact_id_named(SAE_RUN_KIND, name_or_id)?;
         let row = self.catalog().with_conn(|conn| table::sae_run_in(self.catalog(), conn, id))?;
         Ok(SaeRun { row })
     }
@@ -904,18 +900,27 @@ impl SaeRun {
     /// token ids the cache left out.
     fn held_out(&self, ws: &Workspace, model: &Model, sequences: usize) -> Result<(Vec<Vec<u32>>, Vec<u32>)> {
         let config = self.config()?;
-        if model.info().fingerprint.is_empty() || !self.trained_through(ws, model)? {
+        let parents = ws.catalog().with_conn(|c| ws.catalog().parents_in(c, self.row.id))?;
+        let parent = |kind: &str| parents.iter().find(|p| p.kind == kind).map(|p| p.id);
+        // The model it trained through, by fingerprint (the model's row keeps it in its parameters).
+        let fingerprint = match parent("model") {
+            Some(id) => {
+                ws.catalog().artifact(id)?.params.get("fingerprint").and_then(|f| f.as_str()).map(str::to_string)
+            }
+            None => None,
+        };
+        if model.info().fingerprint.is_empty() || fingerprint.is_some_and(|f| f != model.info().fingerprint) {
             return Err(Error::InvalidArgument(format!(
                 "run `{}` was trained on the activations of another model than {}",
                 self.row.name,
                 model.name()
             )));
         }
-        let parents = ws.catalog().with_conn(|c| ws.catalog().parents_in(c, self.row.id))?;
-        let cache_id = parents.iter().find(|p| p.kind == crate::activations::ACTIVATIONS_KIND).map(|p| p.id);
-        let cache = ws.activation_caches()?.into_iter().find(|c| Some(c.id()) == cache_id).ok_or_else(|| {
-            Error::InvalidArgument(format!("the activation cache of run `{}` is gone", self.row.name))
-        })?;
+        let cache = parent(crate::activations::ACTIVATIONS_KIND)
+            .and_then(|id| ws.activation_cache_named(&id.to_string()).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("the activation cache of run `{}` is gone", self.row.name))
+            })?;
         let tokenization = ws.tokenization(&config.tokenization)?;
         let store = tokenization.store()?;
         let first = cache.stats().sequences as usize;
@@ -934,14 +939,6 @@ impl SaeRun {
             skip.extend(tokenization.tokenizer()?.info().special);
         }
         Ok((held_out, skip))
-    }
-
-    /// Whether `model` is the one whose activations the run trained on (by fingerprint).
-    fn trained_through(&self, ws: &Workspace, model: &Model) -> Result<bool> {
-        let parents = ws.catalog().with_conn(|c| ws.catalog().parents_in(c, self.row.id))?;
-        let Some(id) = parents.iter().find(|p| p.kind == "model").map(|p| p.id) else { return Ok(true) };
-        let row = ws.catalog().artifact(id)?;
-        Ok(row.params.get("fingerprint").and_then(|f| f.as_str()).is_none_or(|f| f == model.info().fingerprint))
     }
 }
 
