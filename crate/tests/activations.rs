@@ -407,7 +407,7 @@ fn training_resumes_from_a_checkpoint_and_the_stores_position() {
     let mut store = cache.store(&options).unwrap();
     store.skip(resumed.step * 128).unwrap();
     run(&mut resumed, &mut store, 4);
-    let w = |t: &Trainer| t.sae.w_dec.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = |t: &Trainer| t.sae().unwrap().w_dec.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(w(&whole), w(&resumed));
     assert_ne!(w(&whole), w(&fresh()), "training moved the weights");
 }

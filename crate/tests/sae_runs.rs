@@ -78,7 +78,7 @@ fn several_saes_train_from_one_pass_into_a_run_with_lineage_files_and_history() 
         lone.step(store.next_batch().unwrap().unwrap().get(RESID).unwrap()).unwrap();
     }
     let first = run.sae(&names[0]).unwrap();
-    assert_eq!(weights(&first), weights(&lone.sae));
+    assert_eq!(weights(&first), weights(&lone.sae().unwrap()));
     // Its sparsity file is the last window's densities (steps 21–24: 4 × 128 tokens), as log10.
     let sparsity = first.sparsity.as_ref().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(sparsity, lone.log10_density());
