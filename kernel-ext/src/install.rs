@@ -93,6 +93,9 @@ fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     let mut env = serde_json::Map::new();
     env.insert("SAEKIT_CRATE_PATH".into(), json!(crate_path));
+    if let Some(features) = std::env::var_os("SAEKIT_FEATURES") {
+        env.insert("SAEKIT_FEATURES".into(), json!(features.to_string_lossy()));
+    }
     if let Some(home) = std::env::var_os("SAEKIT_KERNEL_HOME") {
         env.insert("SAEKIT_KERNEL_HOME".into(), json!(PathBuf::from(home)));
     }
@@ -138,11 +141,7 @@ pub fn prebuild() -> Result<PathBuf> {
         }
     });
     std::thread::spawn(move || for _ in channels.stdout.iter() {});
-    let cells = [
-        format!(":dep saekit = {{ path = {:?} }}", crate_path.display().to_string()),
-        "use saekit::prelude::*;".to_string(),
-        "saekit::VERSION".to_string(),
-    ];
+    let cells = [crate::saekit_dep(&crate_path), "use saekit::prelude::*;".to_string(), "saekit::VERSION".to_string()];
     for cell in &cells {
         ctx.execute(cell).map_err(|e| anyhow::anyhow!("building saekit failed at `{cell}`: {e}"))?;
     }

@@ -40,6 +40,8 @@ usage:
 environment:
   SAEKIT_KERNEL_HOME   build slots and history (default ~/.cache/saekit-kernel)
   SAEKIT_CRATE_PATH    the saekit crate to preload (default: the one this kernel was built from)
+  SAEKIT_FEATURES      saekit's cargo features in cells, comma-separated (default: cuda when this kernel
+                       was built with --features cuda, else none)
   SAEKIT_KERNEL_SPARE  0 turns spare kernels off (each kernel then starts in ~20 s)
   SAEKIT_KERNEL_SPARE_IDLE
                        seconds an unclaimed spare kernel waits before it exits (default 3600)
@@ -80,6 +82,26 @@ pub fn saekit_crate_path() -> PathBuf {
     match std::env::var_os("SAEKIT_CRATE_PATH") {
         Some(p) => PathBuf::from(p),
         None => default_crate_path(),
+    }
+}
+
+/// The saekit features cells are built with: `SAEKIT_FEATURES` (comma-separated) when set, else `cuda` when
+/// this kernel was built with its `cuda` feature, else none.
+pub fn saekit_features() -> Vec<String> {
+    match std::env::var("SAEKIT_FEATURES") {
+        Ok(list) => list.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect(),
+        Err(_) if cfg!(feature = "cuda") => vec!["cuda".to_string()],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The evcxr `:dep` line that brings saekit (from `crate_path`, with [`saekit_features`]) into cells.
+pub fn saekit_dep(crate_path: &std::path::Path) -> String {
+    let features = saekit_features();
+    if features.is_empty() {
+        format!(":dep saekit = {{ path = {:?} }}", crate_path.display().to_string())
+    } else {
+        format!(":dep saekit = {{ path = {:?}, features = {features:?} }}", crate_path.display().to_string())
     }
 }
 

@@ -96,8 +96,8 @@ pub fn prepare() -> Result<Prepared> {
     // ~1.9 s against ~0.9 s for later ones; with this cell, about the same as later ones).
     let preload = vec![
         format!(
-            ":dep saekit = {{ path = {:?} }}\nuse saekit::prelude::*;\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
-            crate_path.display().to_string()
+            "{}\nuse saekit::prelude::*;\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
+            crate::saekit_dep(&crate_path)
         ),
         "let _ = saekit_version.len();".to_string(),
     ];

@@ -134,5 +134,11 @@ pub fn source_stamp(crate_path: &Path) -> String {
     for part in ["Cargo.toml", "src", "data", "../Cargo.lock"] {
         newest(&crate_path.join(part), &mut best);
     }
-    format!("{} {} {best}", env!("CARGO_PKG_VERSION"), crate_path.display())
+    // The features are part of what was built: a slot built without `cuda` does not serve a kernel with it.
+    format!(
+        "{} {} {best} features [{}]",
+        env!("CARGO_PKG_VERSION"),
+        crate_path.display(),
+        crate::saekit_features().join(",")
+    )
 }

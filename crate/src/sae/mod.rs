@@ -196,6 +196,18 @@ fn sae_error(what: impl AsRef<Path>, message: impl Into<String>) -> Error {
 }
 
 impl Sae {
+    /// The same SAE with its tensors on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Sae> {
+        Ok(Sae {
+            w_enc: self.w_enc.to_device(device)?,
+            b_enc: self.b_enc.to_device(device)?,
+            w_dec: self.w_dec.to_device(device)?,
+            b_dec: self.b_dec.to_device(device)?,
+            sparsity: self.sparsity.as_ref().map(|t| t.to_device(device)).transpose()?,
+            ..self.clone()
+        })
+    }
+
     /// A new SAE initialised as SAELens 6 does: decoder rows uniform (Kaiming's bound) rescaled to norm
     /// `decoder_norm` (SAELens: 0.1), `W_enc = W_decᵀ`, both biases zero.
     pub fn new(config: SaeConfig, decoder_norm: f32, seed: u64) -> Result<Sae> {

@@ -24,7 +24,7 @@ use super::eval::{Evaluated, Evaluation};
 use super::features::FeatureAtlas;
 use super::history::{HISTORY_FILE, HistoryRow, read_history, write_history};
 use super::table::{self, SAE_RUN_KIND, SaeRunRecord, SaeRunRow, SaeSummary};
-use super::train::{TrainConfig, Trainer};
+use super::train::{TrainConfig, Trainer, training_device};
 use super::{Architecture, Sae, SaeConfig};
 use crate::activations::{ActivationCache, ActivationSpec, ActivationStore, CacheParams, StoreOptions};
 use crate::catalog::{Artifact, ArtifactPlan, ArtifactStatus, IfReady, Lineage, RESUMABLE_MARKER, Request, Workspace};
@@ -178,6 +178,11 @@ pub struct RunConfig {
     pub memory: String,
     /// The cache's disk budget (default: what is free).
     pub disk: Option<String>,
+    /// Where the SAEs train: `cpu` (the CPU step) or `cuda` / `cuda:N` (candle's CUDA device; saekit built
+    /// with its `cuda` feature). Not part of the run's identity: a run may resume on another device.
+    pub device: String,
+    /// Threads of the CPU step (0: one per core). Not part of the run's identity.
+    pub threads: usize,
 }
 
 impl Default for RunConfig {
@@ -196,6 +201,8 @@ impl Default for RunConfig {
             cache: CacheParams::default(),
             memory: "4GiB".into(),
             disk: None,
+            device: "cpu".into(),
+            threads: 0,
         }
     }
 }
@@ -326,6 +333,18 @@ impl SaeRunSpec {
 
     pub fn checkpoint_every(mut self, steps: u64) -> Self {
         self.config.checkpoint_every = steps;
+        self
+    }
+
+    /// Trains on `cpu` (the default) or `cuda` / `cuda:N` (saekit built with its `cuda` feature).
+    pub fn device(mut self, device: impl Into<String>) -> Self {
+        self.config.device = device.into();
+        self
+    }
+
+    /// Threads of the CPU step (0, the default: one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads;
         self
     }
 
@@ -498,6 +517,7 @@ impl Request for SaeRunSpec {
         }
         let mut named = config.clone();
         named.name = None;
+        (named.device, named.threads) = (RunConfig::default().device, RunConfig::default().threads);
         let key = serde_json::json!({
             "cache": cache.row().params.get("key"),
             "config": named,
@@ -713,12 +733,17 @@ fn fresh_slots(config: &RunConfig, cache: &ActivationCache, total_steps: u64) ->
             let train = TrainConfig { total_steps, ..spec.train.clone() };
             Ok(Slot {
                 spec: spec.clone(),
-                trainer: Trainer::new(sae, train)?,
+                trainer: trainer_on(sae, train, config)?,
                 scale: input_scale(spec, cache)?,
                 last: None,
             })
         })
         .collect()
+}
+
+/// A trainer for `sae` on the config's device and threads.
+fn trainer_on(sae: Sae, train: TrainConfig, config: &RunConfig) -> Result<Trainer> {
+    Trainer::new(sae, train)?.threads(config.threads).on_device(&training_device(&config.device)?)
 }
 
 /// The newest complete checkpoint in `dir`: `checkpoint/`, or the one it was replacing when a crash came
@@ -736,7 +761,9 @@ fn resume(checkpoint: &Path, config: &RunConfig, cache: &ActivationCache) -> Res
         .saes
         .iter()
         .map(|spec| {
-            let trainer = Trainer::load_checkpoint(&checkpoint.join(&spec.name))?;
+            let trainer = Trainer::load_checkpoint(&checkpoint.join(&spec.name))?
+                .threads(config.threads)
+                .on_device(&training_device(&config.device)?)?;
             if trainer.step != state.step {
                 return Err(Error::format(
                     checkpoint,

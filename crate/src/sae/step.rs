@@ -19,8 +19,9 @@
 //! contiguous; it is turned back into SAELens' `[d_in, d_sae]` only when an [`Sae`] is made.
 //!
 //! Peak memory of a step beyond the parameters, their gradients and Adam's two moments (4 × (2·d_in·d_sae +
-//! d_sae + d_in) floats): dense, 2 × ROW_BLOCK × d_sae + 3 × tokens × d_in floats; sparse, ROW_BLOCK × d_sae +
-//! tokens × (4·d_in + 2·(k + k_aux)) floats.
+//! d_sae + d_in) floats): dense, 2 × ROW_BLOCK × d_sae + 3 × tokens × d_in floats (the batch, x − b_dec,
+//! d(MSE)/dx̂); sparse, ROW_BLOCK × d_sae + 4 × tokens × d_in (the same and AuxK's residual gradient) +
+//! 3 × tokens × (k + k_aux) floats (each pick's latent, value and gradient).
 
 use candle_core::{Device, Tensor};
 use gemm::{Parallelism, gemm};
@@ -30,8 +31,18 @@ use super::{Architecture, Sae};
 use crate::error::Result;
 
 /// Tokens per block of the encoder's output: big enough that the products run at the GEMM's full speed,
-/// small enough that no `[batch, d_sae]` buffer is kept (at d_sae 16384, 32 MB per block).
-pub const ROW_BLOCK: usize = 512;
+/// small enough that no `[batch, d_sae]` buffer is kept (at d_sae 16384, 64 MB per block).
+pub const ROW_BLOCK: usize = 1024;
+
+/// Rows per partial sum of a block's per-latent sums: fixed, so that every sum is added in the same order
+/// whatever the thread count (and from run to run).
+const SUM_ROWS: usize = 64;
+
+/// The sum of a parallel iterator's items in their order (rayon's `sum` adds in whatever order its
+/// splitting took, which changes the last bits from run to run).
+fn ordered_sum(items: impl IndexedParallelIterator<Item = f64>) -> f64 {
+    items.collect::<Vec<f64>>().iter().sum()
+}
 
 /// One SAE's parameters (or their gradients, or one of Adam's moments) as flat buffers.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,10 +131,27 @@ impl Flat {
         self.parts()
             .iter()
             .map(|p| {
-                p.par_chunks(1 << 14).map(|c| c.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>()).sum::<f64>()
+                ordered_sum(p.par_chunks(1 << 14).map(|c| c.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>()))
             })
             .sum::<f64>()
             .sqrt()
+    }
+}
+
+/// Laps of a stopwatch.
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(std::time::Instant::now())
+    }
+
+    /// Seconds since the last lap.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let s = (now - self.0).as_secs_f64();
+        self.0 = now;
+        s
     }
 }
 
@@ -166,6 +194,8 @@ pub struct Measured {
     pub explained_variance: f64,
     /// Per latent: the tokens it fired on.
     pub fired: Vec<u32>,
+    /// Seconds spent in each part of the step (for benchmarks).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Buffers reused from step to step.
@@ -253,6 +283,7 @@ pub fn gradients(
     let (d, s) = (p.d_in, p.d_sae);
     let n = x.len() / d;
     let inv_n = 1.0 / n as f64;
+    let mut clock = Clock::start();
     grads.fill(0.0);
 
     // x − b_dec, and the batch's total variance (for explained variance).
@@ -269,13 +300,17 @@ pub fn gradients(
         }
     }
     mean.iter_mut().for_each(|m| *m *= inv_n);
-    let total_var: f64 =
-        x.par_chunks(d).map(|row| row.iter().zip(&mean).map(|(&v, &m)| (v as f64 - m).powi(2)).sum::<f64>()).sum();
+    let total_var = ordered_sum(
+        x.par_chunks(d).map(|row| row.iter().zip(&mean).map(|(&v, &m)| (v as f64 - m).powi(2)).sum::<f64>()),
+    );
 
+    let t_input = clock.lap();
     let mut out = match setup.architecture {
         Architecture::Standard => dense(p, x, setup, grads, ws, threads, n),
         Architecture::TopK { k } => sparse(p, x, setup, grads, ws, threads, n, k),
     };
+    out.phases.insert(0, ("input and zeroed gradients", t_input));
+    let _ = clock.lap();
     // b_dec's gradient: Σ_tokens d(MSE)/dx̂ (already in grads.b_dec), minus W_enc·Σ_tokens d_pre when b_dec
     // is subtracted from the input.
     if setup.apply_b_dec_to_input {
@@ -292,6 +327,7 @@ pub fn gradients(
         for (b, s) in grads.b_dec.iter_mut().zip(sub) {
             *b -= s;
         }
+        out.phases.push(("b_dec through the input", clock.lap()));
     }
     out.explained_variance = if total_var > 0.0 { 1.0 - out.mse * n as f64 / total_var } else { 0.0 };
     let _ = s;
@@ -318,6 +354,8 @@ fn dense(
     let (mut sq_err, mut l1_sum, mut active) = (0f64, 0f64, 0u64);
     let xc = &ws.xc[..n * d];
     let dx_hat = grow(&mut ws.dx_hat, n * d);
+    let mut clock = Clock::start();
+    let mut t = [0f64; 6];
     for r0 in (0..n).step_by(ROW_BLOCK) {
         let c = ROW_BLOCK.min(n - r0);
         let xb = &xc[r0 * d..(r0 + c) * d];
@@ -325,64 +363,100 @@ fn dense(
         // pre = xc·W_enc + b_enc, then ReLU in place.
         z.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&p.b_enc));
         matmul((c, s, d), z, s, true, xb, (d, 1), &p.enc, (1, d), threads);
-        z.par_chunks_mut(s).for_each(|row| row.iter_mut().for_each(|v| *v = v.max(0.0)));
-        for row in z.chunks(s) {
-            for (j, &v) in row.iter().enumerate() {
-                if v > 0.0 {
-                    fired[j] += 1;
-                    z_sum[j] += v as f64;
-                    active += 1;
+        t[0] += clock.lap();
+        // ReLU in place, with each latent's firings and sum and the L1 term, in one branch-free pass (f32
+        // sums within a block, f64 across blocks).
+        let parts: Vec<(Vec<u32>, Vec<f32>, f64)> = z
+            .par_chunks_mut(s * SUM_ROWS)
+            .map(|rows| {
+                let (mut f, mut zs, mut l1b) = (vec![0u32; s], vec![0f32; s], 0f64);
+                for row in rows.chunks_mut(s) {
+                    let mut acc = 0f32;
+                    for (((v, f), zs), &nm) in row.iter_mut().zip(f.iter_mut()).zip(zs.iter_mut()).zip(&norms) {
+                        let r = v.max(0.0);
+                        *v = r;
+                        *f += (r > 0.0) as u32;
+                        *zs += r;
+                        acc += r * nm;
+                    }
+                    l1b += acc as f64;
                 }
-            }
+                (f, zs, l1b)
+            })
+            .collect();
+        let (mut f, mut zs, mut l1b) = (vec![0u32; s], vec![0f32; s], 0f64);
+        for (pf, pz, pl) in &parts {
+            f.iter_mut().zip(pf).for_each(|(x, y)| *x += y);
+            zs.iter_mut().zip(pz).for_each(|(x, y)| *x += y);
+            l1b += pl;
         }
-        l1_sum += z
-            .par_chunks(s)
-            .map(|row| row.iter().zip(&norms).map(|(&v, &nm)| (v * nm) as f64).sum::<f64>())
-            .sum::<f64>();
+        active += f.iter().map(|&v| v as u64).sum::<u64>();
+        fired.iter_mut().zip(&f).for_each(|(x, y)| *x += y);
+        z_sum.iter_mut().zip(&zs).for_each(|(x, &y)| *x += y as f64);
+        l1_sum += l1b;
+        t[5] += clock.lap();
         // x̂ = z·W_dec + b_dec; e = x̂ − x; d(MSE)/dx̂ = 2e/n.
         let dxb = &mut dx_hat[r0 * d..(r0 + c) * d];
         dxb.par_chunks_mut(d).for_each(|row| row.copy_from_slice(&p.b_dec));
         matmul((c, d, s), dxb, d, true, z, (s, 1), &p.dec, (d, 1), threads);
+        t[1] += clock.lap();
         let xr = &x[r0 * d..(r0 + c) * d];
-        sq_err += dxb
-            .par_chunks_mut(d)
-            .zip(xr.par_chunks(d))
-            .map(|(row, x)| {
-                let mut acc = 0f64;
-                for (v, &x) in row.iter_mut().zip(x) {
-                    let e = *v - x;
-                    acc += (e as f64) * (e as f64);
-                    *v = e * (2.0 * inv_n) as f32;
-                }
-                acc
-            })
-            .sum::<f64>();
+        sq_err += ordered_sum(dxb.par_chunks_mut(d).zip(xr.par_chunks(d)).map(|(row, x)| {
+            let mut acc = 0f64;
+            for (v, &x) in row.iter_mut().zip(x) {
+                let e = *v - x;
+                acc += (e as f64) * (e as f64);
+                *v = e * (2.0 * inv_n) as f32;
+            }
+            acc
+        }));
         for row in dxb.chunks(d) {
             for (b, &g) in grads.b_dec.iter_mut().zip(row) {
                 *b += g;
             }
         }
+        t[5] += clock.lap();
         // dW_dec += zᵀ·dx̂
         matmul((s, d, c), &mut grads.dec, d, true, z, (1, s), dxb, (d, 1), threads);
+        t[2] += clock.lap();
         // dz = dx̂·W_decᵀ + l1/n·‖W_dec_j‖; d_pre = dz where z > 0.
         let dz = grow(&mut ws.block2, c * s);
         dz.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&l1_grad));
         matmul((c, s, d), dz, s, true, dxb, (d, 1), &p.dec, (1, d), threads);
-        dz.par_chunks_mut(s).zip(z.par_chunks(s)).for_each(|(g, z)| {
-            for (g, &z) in g.iter_mut().zip(z) {
-                if z <= 0.0 {
-                    *g = 0.0;
+        t[3] += clock.lap();
+        let parts: Vec<Vec<f32>> = dz
+            .par_chunks_mut(s * SUM_ROWS)
+            .zip(z.par_chunks(s * SUM_ROWS))
+            .map(|(g, z)| {
+                let mut db = vec![0f32; s];
+                for (g, z) in g.chunks_mut(s).zip(z.chunks(s)) {
+                    for ((g, &z), b) in g.iter_mut().zip(z).zip(db.iter_mut()) {
+                        let kept = if z > 0.0 { *g } else { 0.0 };
+                        *g = kept;
+                        *b += kept;
+                    }
                 }
-            }
-        });
-        for row in dz.chunks(s) {
-            for (b, &g) in grads.b_enc.iter_mut().zip(row) {
-                *b += g;
-            }
+                db
+            })
+            .collect();
+        let mut db = vec![0f32; s];
+        for p in &parts {
+            db.iter_mut().zip(p).for_each(|(x, y)| *x += y);
         }
+        grads.b_enc.iter_mut().zip(&db).for_each(|(x, y)| *x += y);
+        t[5] += clock.lap();
         // dW_encᵀ += d_preᵀ·xc
         matmul((s, d, c), &mut grads.enc, d, true, dz, (1, s), xb, (d, 1), threads);
+        t[4] += clock.lap();
     }
+    let mut phases = vec![
+        ("encoder", t[0]),
+        ("decoder", t[1]),
+        ("W_dec gradient", t[2]),
+        ("decoder input gradient", t[3]),
+        ("W_enc gradient", t[4]),
+        ("ReLU, masks and sums", t[5]),
+    ];
     // The L1 term through the decoder norms: d/dW_dec_j of l1/n·‖W_dec_j‖·Σ_i z_ij.
     grads.dec.par_chunks_mut(d).zip(p.dec.par_chunks(d)).enumerate().for_each(|(j, (g, w))| {
         let nm = norms[j].max(1e-12);
@@ -393,12 +467,14 @@ fn dense(
             }
         }
     });
+    phases.push(("L1 through the decoder norms", clock.lap()));
     Measured {
         mse: sq_err * inv_n,
         sparsity_loss: l1 * inv_n * l1_sum,
         l0: active as f64 * inv_n,
         explained_variance: 0.0,
         fired,
+        phases,
     }
 }
 
@@ -511,12 +587,15 @@ fn sparse(
     }
     let picks = &mut ws.picks[..n * k];
     let aux_picks = &mut ws.aux_picks[..n * k_aux];
+    let mut clock = Clock::start();
+    let (mut t_encoder, mut t_pick) = (0.0, 0.0);
     // The encoder, a block of tokens at a time; each token's picks are taken from its block.
     for r0 in (0..n).step_by(ROW_BLOCK) {
         let c = ROW_BLOCK.min(n - r0);
         let pre = grow(&mut ws.block, c * s);
         pre.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&p.b_enc));
         matmul((c, s, d), pre, s, true, &xc[r0 * d..(r0 + c) * d], (d, 1), &p.enc, (1, d), threads);
+        t_encoder += clock.lap();
         let pb = &mut picks[r0 * k..(r0 + c) * k];
         if k_aux > 0 {
             let ab = &mut aux_picks[r0 * k_aux..(r0 + c) * k_aux];
@@ -527,7 +606,9 @@ fn sparse(
         } else {
             pre.par_chunks(s).zip(pb.par_chunks_mut(k)).for_each(|(row, o)| pick_top(row, None, k, true, o));
         }
+        t_pick += clock.lap();
     }
+    let mut phases = vec![("encoder", t_encoder), ("top-k", t_pick)];
     // Per token: x̂ from its k latents, the error, d(MSE)/dx̂, and the gradient into each active latent;
     // then AuxK from the dead latents' picks against the detached residual x − x̂.
     let scale = if k_aux > 0 { (dead.len() as f64 / k_aux as f64).min(1.0) * setup.aux_coefficient } else { 0.0 };
@@ -569,27 +650,29 @@ fn sparse(
         }
         (sq, aux_sq)
     };
-    let (sq_err, aux_sq) = if k_aux > 0 {
+    let per_token_sums = if k_aux > 0 {
         picks
             .par_chunks_mut(k)
             .zip(aux_picks.par_chunks_mut(k_aux))
             .zip(dx_hat.par_chunks_mut(d).zip(d_aux.par_chunks_mut(d)))
             .enumerate()
             .map(|(i, ((o, a), (dxh, dax)))| per_token(i, o, a, dxh, dax))
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            .collect::<Vec<_>>()
     } else {
         picks
             .par_chunks_mut(k)
             .zip(dx_hat.par_chunks_mut(d))
             .enumerate()
             .map(|(i, (o, dxh))| per_token(i, o, &mut [], dxh, &mut []))
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            .collect::<Vec<_>>()
     };
+    let (sq_err, aux_sq) = per_token_sums.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     for row in dx_hat.chunks(d) {
         for (b, &g) in grads.b_dec.iter_mut().zip(row) {
             *b += g;
         }
     }
+    phases.push(("decoder and its gradient (sparse)", clock.lap()));
     let mut fired = vec![0u32; s];
     let mut active = 0u64;
     for pk in picks.iter() {
@@ -632,12 +715,14 @@ fn sparse(
                 apply(aux_picks, k_aux, d_aux);
             }
         });
+    phases.push(("weight gradients (sparse)", clock.lap()));
     Measured {
         mse: sq_err * inv_n,
         sparsity_loss: scale * inv_n * aux_sq,
         l0: active as f64 * inv_n,
         explained_variance: 0.0,
         fired,
+        phases,
     }
 }
 

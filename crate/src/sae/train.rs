@@ -234,6 +234,8 @@ pub struct Trainer {
     /// Threads of the CPU step (0: one per core), and its pool, made at the first step.
     threads: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Where the last CPU step's time went, in seconds per part.
+    phases: Vec<(&'static str, f64)>,
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -283,6 +285,7 @@ impl Trainer {
             weights,
             threads: 0,
             pool: None,
+            phases: Vec::new(),
         }
     }
 
@@ -297,6 +300,65 @@ impl Trainer {
             self.threads = n;
             self.pool = None;
         }
+    }
+
+    /// The trainer with its weights and Adam's moments on `device`: the CPU step on the CPU, candle's
+    /// operations elsewhere.
+    pub fn on_device(mut self, device: &Device) -> Result<Trainer> {
+        let empty = Flat::zeros(0, 0);
+        let placeholder = Weights::Flat {
+            config: self.sae_config().clone(),
+            source: None,
+            params: empty.clone(),
+            m: empty.clone(),
+            v: empty.clone(),
+            grads: empty,
+            ws: Workspace::default(),
+        };
+        let weights = match (std::mem::replace(&mut self.weights, placeholder), device.is_cpu()) {
+            (w @ Weights::Flat { .. }, true) => w,
+            (Weights::Flat { config, source, params, m, v, .. }, false) => {
+                let [w_enc, b_enc, w_dec, b_dec] = params.tensors()?;
+                let sae = Sae { config, w_enc, b_enc, w_dec, b_dec, sparsity: None, source }.to_device(device)?;
+                let moments = m
+                    .tensors()?
+                    .into_iter()
+                    .zip(v.tensors()?)
+                    .map(|(m, v)| Ok(Moments { m: m.to_device(device)?, v: v.to_device(device)? }))
+                    .collect::<Result<Vec<_>>>()?;
+                Weights::Tensors { sae, moments }
+            }
+            (Weights::Tensors { sae, moments }, false) => Weights::Tensors {
+                sae: sae.to_device(device)?,
+                moments: moments
+                    .into_iter()
+                    .map(|m| Ok(Moments { m: m.m.to_device(device)?, v: m.v.to_device(device)? }))
+                    .collect::<Result<Vec<_>>>()?,
+            },
+            (Weights::Tensors { sae, moments }, true) => {
+                let sae = sae.to_device(device)?;
+                let (d_in, d_sae) = (sae.config.d_in, sae.config.d_sae);
+                let host = |t: &Tensor| t.to_device(device);
+                let ms = moments.iter().map(|m| host(&m.m)).collect::<candle_core::Result<Vec<_>>>()?;
+                let vs = moments.iter().map(|m| host(&m.v)).collect::<candle_core::Result<Vec<_>>>()?;
+                Weights::Flat {
+                    params: Flat::from_sae(&sae)?,
+                    m: Flat::from_tensors(&ms, d_in, d_sae)?,
+                    v: Flat::from_tensors(&vs, d_in, d_sae)?,
+                    grads: Flat::zeros(d_in, d_sae),
+                    ws: Workspace::default(),
+                    config: sae.config,
+                    source: sae.source,
+                }
+            }
+        };
+        self.weights = weights;
+        Ok(self)
+    }
+
+    /// Where the last CPU step's time went: seconds per part, in order (empty on the reference path).
+    pub fn last_step_phases(&self) -> &[(&'static str, f64)] {
+        &self.phases
     }
 
     /// Whether steps run on the CPU step (else on candle's operations).
@@ -422,13 +484,17 @@ impl Trainer {
                 k_aux,
                 aux_coefficient,
             };
-            let (measured, grad_norm) = pool.install(|| {
+            let (mut measured, grad_norm) = pool.install(|| {
                 let measured = step::gradients(params, &xs, &setup, grads, ws, threads);
+                let start = std::time::Instant::now();
                 let norm = grads.norm();
                 let clip = if max_norm > 0.0 && norm > max_norm { max_norm / norm } else { 1.0 };
                 step::adam(params, m, v, grads, clip, lr, betas, t);
+                let mut measured = measured;
+                measured.phases.push(("gradient norm and Adam", start.elapsed().as_secs_f64()));
                 (measured, norm)
             });
+            self.phases = std::mem::take(&mut measured.phases);
             let metrics = StepMetrics {
                 loss: measured.mse + measured.sparsity_loss,
                 mse: measured.mse,
@@ -633,6 +699,36 @@ impl StepMetrics {
             density_below_1e_6: 0,
         }
     }
+}
+
+/// The device a run trains on: `cpu`, or `cuda` / `cuda:N` when saekit is built with its `cuda` feature.
+pub fn training_device(name: &str) -> Result<Device> {
+    let name = name.trim();
+    if name.is_empty() || name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match name.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| Error::InvalidArgument(format!("device `{name}`: expected cpu, cuda or cuda:N")))?,
+        None => return Err(Error::InvalidArgument(format!("device `{name}`: expected cpu, cuda or cuda:N"))),
+    };
+    cuda_device(ordinal)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Ok(Device::new_cuda(ordinal)?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Err(Error::InvalidArgument(format!(
+        "device cuda:{ordinal}: this saekit was built without its `cuda` feature (build with `--features cuda`, \
+         or start the kernel with SAEKIT_FEATURES=cuda)"
+    )))
 }
 
 /// Adam on candle tensors (the reference path).

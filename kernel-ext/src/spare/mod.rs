@@ -70,6 +70,7 @@ pub(super) const OWN_VARIABLES: &[&str] =
     &[crate::child::SOCKET_ENV, "EVCXR_TMPDIR", "LD_LIBRARY_PATH", "EVCXR_IS_RUNTIME"];
 /// Variables that change how cells and saekit are built: a spare made under other values cannot serve.
 pub(super) const BUILD_VARIABLES: &[&str] = &[
+    "SAEKIT_FEATURES",
     "RUSTUP_TOOLCHAIN",
     "RUSTUP_HOME",
     "CARGO_HOME",

@@ -52,6 +52,31 @@ pub enum SaeCommand {
         #[arg(long, value_name = "FILE")]
         reconstruction: Option<PathBuf>,
     },
+    /// Training-step throughput on random activations: one warm-up step, then the median of `--steps`
+    /// timed ones, one JSON line per architecture (what bench/sae_bench.py reads)
+    Bench {
+        #[arg(long, default_value_t = 768)]
+        d_in: usize,
+        #[arg(long, default_value_t = 16384)]
+        d_sae: usize,
+        /// Tokens per step
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        /// TopK's k
+        #[arg(long, default_value_t = 32)]
+        k: usize,
+        /// Architectures to time, comma-separated
+        #[arg(long, default_value = "topk,standard")]
+        architectures: String,
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Threads of the CPU step (0: one per core)
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Time the reference step (candle's operations) instead of the CPU step
+        #[arg(long)]
+        reference: bool,
+    },
 }
 
 fn open(spec: &str) -> Result<Sae> {
@@ -101,8 +126,97 @@ fn write_npy_f32(path: &Path, t: &Tensor) -> Result<()> {
     std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
 }
 
+/// The process's peak resident memory (VmHWM), in bytes, where /proc says it.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// One JSON line per architecture: median seconds per step, tokens/s, the FLOPs the step does and their
+/// rate, the dense-step equivalent (6 products of 2·n·d_in·d_sae, what an autograd step does) and the
+/// process's peak memory so far.
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    d_in: usize,
+    d_sae: usize,
+    n: usize,
+    k: usize,
+    architecture: &str,
+    steps: usize,
+    threads: usize,
+    reference: bool,
+) -> Result<String> {
+    use saekit::sae::train::{TrainConfig, Trainer};
+    let arch = Architecture::by_name(architecture, Some(k))?;
+    let sae = Sae::new(SaeConfig::new(d_in, d_sae, arch), 0.1, 1)?;
+    let config = TrainConfig { total_steps: (steps + 1) as u64, ..Default::default() };
+    let mut trainer =
+        if reference { Trainer::reference(sae, config)? } else { Trainer::new(sae, config)?.threads(threads) };
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let x: Vec<f32> = (0..n * d_in)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect();
+    let x = Tensor::from_vec(x, (n, d_in), &Device::Cpu)?;
+    let before = peak_rss();
+    let first = trainer.step(&x)?;
+    let mut seconds = Vec::with_capacity(steps);
+    let mut last = first;
+    let mut phases: Vec<(&str, Vec<f64>)> = Vec::new();
+    for _ in 0..steps.max(1) {
+        let start = std::time::Instant::now();
+        last = trainer.step(&x)?;
+        seconds.push(start.elapsed().as_secs_f64());
+        for (i, &(name, t)) in trainer.last_step_phases().iter().enumerate() {
+            if phases.len() <= i {
+                phases.push((name, Vec::new()));
+            }
+            phases[i].1.push(t);
+        }
+    }
+    let median_of = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let phases: serde_json::Map<String, serde_json::Value> =
+        phases.iter().map(|(name, t)| (name.to_string(), serde_json::json!(median_of(t)))).collect();
+    let mut sorted = seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] };
+    let product = 2.0 * n as f64 * d_in as f64 * d_sae as f64;
+    let work = match (arch, reference) {
+        (_, true) => 6.0 * product,
+        (Architecture::Standard, false) => 5.0 * product,
+        // The encoder, then per token k latents through the decoder, its input gradient and both weights.
+        (Architecture::TopK { .. }, false) => product + 4.0 * 2.0 * n as f64 * k as f64 * d_in as f64,
+    };
+    Ok(serde_json::json!({
+        "impl": if reference { "saekit-reference" } else { "saekit" }, "architecture": architecture,
+        "d_in": d_in, "d_sae": d_sae, "batch": n, "k": k, "threads": threads,
+        "seconds_per_step": median, "seconds": seconds, "tokens_per_s": n as f64 / median,
+        "gflop": work / 1e9, "gflop_per_s": work / 1e9 / median,
+        "dense_equivalent_gflop_per_s": 6.0 * product / 1e9 / median,
+        "peak_rss_bytes": peak_rss(), "rss_before_bytes": before, "loss": last.loss, "l0": last.l0,
+        "phases_seconds": phases,
+    })
+    .to_string())
+}
+
 pub fn sae(command: SaeCommand) -> Result<()> {
     match command {
+        SaeCommand::Bench { d_in, d_sae, batch, k, architectures, steps, threads, reference } => {
+            for arch in architectures.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                println!("{}", bench(d_in, d_sae, batch, k, arch, steps, threads, reference)?);
+            }
+            Ok(())
+        }
         SaeCommand::Init { d_in, d_sae, architecture, k, decoder_norm, seed, model_name, hook_name, out } => {
             let mut config = SaeConfig::new(d_in, d_sae, Architecture::by_name(&architecture, k)?);
             config.metadata.model_name = model_name;
