@@ -72,8 +72,11 @@ fn several_saes_train_from_one_pass_into_a_run_with_lineage_files_and_history() 
         total_steps: 24,
         ..Default::default()
     };
-    let mut lone =
-        Trainer::new(Sae::new(SaeConfig::new(16, 64, Architecture::TopK { k: 4 }), 0.1, 5).unwrap(), quick).unwrap();
+    // The run's products are on the system's OpenBLAS when it opens (`blas: auto`); the lone trainer's too.
+    let blas = saekit::sae::blas::Blas::open("openblas").ok().map(std::sync::Arc::new);
+    let mut lone = Trainer::new(Sae::new(SaeConfig::new(16, 64, Architecture::TopK { k: 4 }), 0.1, 5).unwrap(), quick)
+        .unwrap()
+        .blas(blas);
     for _ in 0..24 {
         lone.step(store.next_batch().unwrap().unwrap().get(RESID).unwrap()).unwrap();
     }

@@ -97,7 +97,10 @@ pub fn saekit_features() -> Vec<String> {
 
 /// The evcxr `:dep` line that brings saekit (from `crate_path`, with [`saekit_features`]) into cells.
 pub fn saekit_dep(crate_path: &std::path::Path) -> String {
-    let features = saekit_features();
+    dep_line(crate_path, &saekit_features())
+}
+
+fn dep_line(crate_path: &std::path::Path, features: &[String]) -> String {
     if features.is_empty() {
         format!(":dep saekit = {{ path = {:?} }}", crate_path.display().to_string())
     } else {
@@ -119,5 +122,20 @@ pub fn kernel_home() -> PathBuf {
     match std::env::var_os("XDG_CACHE_HOME") {
         Some(cache) => PathBuf::from(cache).join("saekit-kernel"),
         None => home.join(".cache").join("saekit-kernel"),
+    }
+}
+
+#[cfg(test)]
+mod dep_tests {
+    use super::dep_line;
+
+    #[test]
+    fn cells_get_saekit_with_the_asked_features() {
+        let path = std::path::Path::new("/src/saekit/crate");
+        assert_eq!(dep_line(path, &[]), r#":dep saekit = { path = "/src/saekit/crate" }"#);
+        assert_eq!(
+            dep_line(path, &["cuda".to_string()]),
+            r#":dep saekit = { path = "/src/saekit/crate", features = ["cuda"] }"#
+        );
     }
 }

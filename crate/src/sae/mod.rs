@@ -12,6 +12,7 @@
 //! [`run`] (several SAEs trained from one activation pass, as a catalog artifact, with checkpoints and
 //! resume), [`history`] (the metrics history as Parquet), [`table`] (the run's catalog record).
 
+pub mod blas;
 pub mod compare;
 pub mod eval;
 pub mod features;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::blas::Blas;
 use super::eval::{Evaluated, Evaluation};
 use super::features::FeatureAtlas;
 use super::history::{HISTORY_FILE, HistoryRow, read_history, write_history};
@@ -183,6 +184,10 @@ pub struct RunConfig {
     pub device: String,
     /// Threads of the CPU step (0: one per core). Not part of the run's identity.
     pub threads: usize,
+    /// What runs the CPU step's products: `auto` (the default: the system's OpenBLAS when it opens, else the
+    /// `gemm` crate), `gemm`, `openblas`, or a path to a library with `cblas_sgemm`. Not part of the run's
+    /// identity.
+    pub blas: String,
 }
 
 impl Default for RunConfig {
@@ -203,6 +208,7 @@ impl Default for RunConfig {
             disk: None,
             device: "cpu".into(),
             threads: 0,
+            blas: "auto".into(),
         }
     }
 }
@@ -345,6 +351,12 @@ impl SaeRunSpec {
     /// Threads of the CPU step (0, the default: one per core).
     pub fn threads(mut self, threads: usize) -> Self {
         self.config.threads = threads;
+        self
+    }
+
+    /// What runs the CPU step's products: `auto` (the default), `gemm`, `openblas` or a library's path.
+    pub fn blas(mut self, blas: impl Into<String>) -> Self {
+        self.config.blas = blas.into();
         self
     }
 
@@ -517,7 +529,7 @@ impl Request for SaeRunSpec {
         }
         let mut named = config.clone();
         named.name = None;
-        (named.device, named.threads) = (RunConfig::default().device, RunConfig::default().threads);
+        (named.device, named.threads, named.blas) = (RunConfig::default().device, 0, RunConfig::default().blas);
         let key = serde_json::json!({
             "cache": cache.row().params.get("key"),
             "config": named,
@@ -741,9 +753,21 @@ fn fresh_slots(config: &RunConfig, cache: &ActivationCache, total_steps: u64) ->
         .collect()
 }
 
-/// A trainer for `sae` on the config's device and threads.
+/// The system BLAS the config asks for, opened.
+fn run_blas(config: &RunConfig) -> Result<Option<Arc<Blas>>> {
+    Ok(match config.blas.trim() {
+        "auto" | "" => Blas::open("openblas").ok().map(Arc::new),
+        "gemm" => None,
+        name => Some(Arc::new(Blas::open(name)?)),
+    })
+}
+
+/// A trainer for `sae` on the config's device, threads and BLAS.
 fn trainer_on(sae: Sae, train: TrainConfig, config: &RunConfig) -> Result<Trainer> {
-    Trainer::new(sae, train)?.threads(config.threads).on_device(&training_device(&config.device)?)
+    Trainer::new(sae, train)?
+        .threads(config.threads)
+        .blas(run_blas(config)?)
+        .on_device(&training_device(&config.device)?)
 }
 
 /// The newest complete checkpoint in `dir`: `checkpoint/`, or the one it was replacing when a crash came
@@ -763,6 +787,7 @@ fn resume(checkpoint: &Path, config: &RunConfig, cache: &ActivationCache) -> Res
         .map(|spec| {
             let trainer = Trainer::load_checkpoint(&checkpoint.join(&spec.name))?
                 .threads(config.threads)
+                .blas(run_blas(config)?)
                 .on_device(&training_device(&config.device)?)?;
             if trainer.step != state.step {
                 return Err(Error::format(

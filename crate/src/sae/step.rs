@@ -171,6 +171,14 @@ pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// What runs the products: the `gemm` crate on `threads` threads of the current rayon pool, or a system
+/// BLAS when one is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels<'a> {
+    pub threads: usize,
+    pub blas: Option<&'a super::blas::Blas>,
+}
+
 /// What a step needs besides the weights and the batch.
 #[derive(Debug, Clone, Copy)]
 pub struct StepSetup<'a> {
@@ -238,11 +246,15 @@ fn matmul(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-    threads: usize,
+    kernels: Kernels,
 ) {
     assert!(dst.len() >= (m - 1) * dst_rs + n, "matmul: destination too small");
     assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "matmul: left operand too small");
     assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "matmul: right operand too small");
+    if let Some(blas) = kernels.blas {
+        return blas.sgemm((m, n, k), dst, dst_rs, accumulate, lhs, (lhs_rs, lhs_cs), rhs, (rhs_rs, rhs_cs));
+    }
+    let threads = kernels.threads;
     // SAFETY: the asserts above keep every access inside the slices; dst does not alias lhs or rhs (it is
     // borrowed mutably while they are borrowed shared).
     unsafe {
@@ -271,14 +283,14 @@ fn matmul(
 }
 
 /// The loss's measurements on `x` (`[n, d_in]`, row-major) and its gradients into `grads`; nothing else
-/// changes. Must run inside the trainer's thread pool (`threads` is its size).
+/// changes. Must run inside the trainer's thread pool (`kernels.threads` is its size).
 pub fn gradients(
     p: &Flat,
     x: &[f32],
     setup: &StepSetup,
     grads: &mut Flat,
     ws: &mut Workspace,
-    threads: usize,
+    kernels: Kernels,
 ) -> Measured {
     let (d, s) = (p.d_in, p.d_sae);
     let n = x.len() / d;
@@ -306,8 +318,8 @@ pub fn gradients(
 
     let t_input = clock.lap();
     let mut out = match setup.architecture {
-        Architecture::Standard => dense(p, x, setup, grads, ws, threads, n),
-        Architecture::TopK { k } => sparse(p, x, setup, grads, ws, threads, n, k),
+        Architecture::Standard => dense(p, x, setup, grads, ws, kernels, n),
+        Architecture::TopK { k } => sparse(p, x, setup, grads, ws, kernels, n, k),
     };
     out.phases.insert(0, ("input and zeroed gradients", t_input));
     let _ = clock.lap();
@@ -341,7 +353,7 @@ fn dense(
     setup: &StepSetup,
     grads: &mut Flat,
     ws: &mut Workspace,
-    threads: usize,
+    kernels: Kernels,
     n: usize,
 ) -> Measured {
     let (d, s) = (p.d_in, p.d_sae);
@@ -362,7 +374,7 @@ fn dense(
         let z = grow(&mut ws.block, c * s);
         // pre = xc·W_enc + b_enc, then ReLU in place.
         z.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&p.b_enc));
-        matmul((c, s, d), z, s, true, xb, (d, 1), &p.enc, (1, d), threads);
+        matmul((c, s, d), z, s, true, xb, (d, 1), &p.enc, (1, d), kernels);
         t[0] += clock.lap();
         // ReLU in place, with each latent's firings and sum and the L1 term, in one branch-free pass (f32
         // sums within a block, f64 across blocks).
@@ -398,7 +410,7 @@ fn dense(
         // x̂ = z·W_dec + b_dec; e = x̂ − x; d(MSE)/dx̂ = 2e/n.
         let dxb = &mut dx_hat[r0 * d..(r0 + c) * d];
         dxb.par_chunks_mut(d).for_each(|row| row.copy_from_slice(&p.b_dec));
-        matmul((c, d, s), dxb, d, true, z, (s, 1), &p.dec, (d, 1), threads);
+        matmul((c, d, s), dxb, d, true, z, (s, 1), &p.dec, (d, 1), kernels);
         t[1] += clock.lap();
         let xr = &x[r0 * d..(r0 + c) * d];
         sq_err += ordered_sum(dxb.par_chunks_mut(d).zip(xr.par_chunks(d)).map(|(row, x)| {
@@ -417,12 +429,12 @@ fn dense(
         }
         t[5] += clock.lap();
         // dW_dec += zᵀ·dx̂
-        matmul((s, d, c), &mut grads.dec, d, true, z, (1, s), dxb, (d, 1), threads);
+        matmul((s, d, c), &mut grads.dec, d, true, z, (1, s), dxb, (d, 1), kernels);
         t[2] += clock.lap();
         // dz = dx̂·W_decᵀ + l1/n·‖W_dec_j‖; d_pre = dz where z > 0.
         let dz = grow(&mut ws.block2, c * s);
         dz.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&l1_grad));
-        matmul((c, s, d), dz, s, true, dxb, (d, 1), &p.dec, (1, d), threads);
+        matmul((c, s, d), dz, s, true, dxb, (d, 1), &p.dec, (1, d), kernels);
         t[3] += clock.lap();
         let parts: Vec<Vec<f32>> = dz
             .par_chunks_mut(s * SUM_ROWS)
@@ -446,7 +458,7 @@ fn dense(
         grads.b_enc.iter_mut().zip(&db).for_each(|(x, y)| *x += y);
         t[5] += clock.lap();
         // dW_encᵀ += d_preᵀ·xc
-        matmul((s, d, c), &mut grads.enc, d, true, dz, (1, s), xb, (d, 1), threads);
+        matmul((s, d, c), &mut grads.enc, d, true, dz, (1, s), xb, (d, 1), kernels);
         t[4] += clock.lap();
     }
     let mut phases = vec![
@@ -569,7 +581,7 @@ fn sparse(
     setup: &StepSetup,
     grads: &mut Flat,
     ws: &mut Workspace,
-    threads: usize,
+    kernels: Kernels,
     n: usize,
     k: usize,
 ) -> Measured {
@@ -594,7 +606,7 @@ fn sparse(
         let c = ROW_BLOCK.min(n - r0);
         let pre = grow(&mut ws.block, c * s);
         pre.par_chunks_mut(s).for_each(|row| row.copy_from_slice(&p.b_enc));
-        matmul((c, s, d), pre, s, true, &xc[r0 * d..(r0 + c) * d], (d, 1), &p.enc, (1, d), threads);
+        matmul((c, s, d), pre, s, true, &xc[r0 * d..(r0 + c) * d], (d, 1), &p.enc, (1, d), kernels);
         t_encoder += clock.lap();
         let pb = &mut picks[r0 * k..(r0 + c) * k];
         if k_aux > 0 {
@@ -683,7 +695,7 @@ fn sparse(
     }
     // The weight gradients, scattered by latent: each task owns a range of latents and walks every token's
     // picks in token order.
-    let ranges = (threads * 4).max(1);
+    let ranges = (kernels.threads * 4).max(1);
     let per = s.div_ceil(ranges);
     let picks = &*picks;
     let aux_picks = &*aux_picks;

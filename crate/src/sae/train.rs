@@ -22,7 +22,8 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::step::{self, Flat, StepSetup, Workspace};
+use super::blas::Blas;
+use super::step::{self, Flat, Kernels, StepSetup, Workspace};
 use super::{Architecture, Sae, SaeConfig, top_k, top_k_relu};
 use crate::error::{Error, Result};
 
@@ -130,9 +131,10 @@ impl crate::display::Render for Trainer {
             _ => "standard (ReLU)".into(),
         };
         let path = if self.is_cpu_step() {
+            let products = self.blas.as_ref().map_or("gemm".to_string(), |b| b.name().to_string());
             match self.threads {
-                0 => "CPU step, one thread per core".to_string(),
-                n => format!("CPU step, {n} threads"),
+                0 => format!("CPU step ({products}), one thread per core"),
+                n => format!("CPU step ({products}), {n} threads"),
             }
         } else {
             "candle operations (reference / GPU)".to_string()
@@ -234,6 +236,8 @@ pub struct Trainer {
     /// Threads of the CPU step (0: one per core), and its pool, made at the first step.
     threads: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// A system BLAS for the CPU step's products (default: the `gemm` crate).
+    blas: Option<Arc<Blas>>,
     /// Where the last CPU step's time went, in seconds per part.
     phases: Vec<(&'static str, f64)>,
 }
@@ -285,6 +289,7 @@ impl Trainer {
             weights,
             threads: 0,
             pool: None,
+            blas: None,
             phases: Vec::new(),
         }
     }
@@ -292,6 +297,12 @@ impl Trainer {
     /// Runs the CPU step on `n` threads (0, the default: one per core).
     pub fn threads(mut self, n: usize) -> Trainer {
         self.set_threads(n);
+        self
+    }
+
+    /// Runs the CPU step's products on a system BLAS ([`Blas::open`]) instead of the `gemm` crate.
+    pub fn blas(mut self, blas: Option<Arc<Blas>>) -> Trainer {
+        self.blas = blas;
         self
     }
 
@@ -475,6 +486,11 @@ impl Trainer {
                 (self.config.l1_at(self.step), self.config.aux_k_coefficient, self.config.max_grad_norm);
             let pool = self.pool()?;
             let threads = pool.current_num_threads();
+            let blas = self.blas.clone();
+            if let Some(b) = &blas {
+                b.set_threads(threads);
+            }
+            let kernels = Kernels { threads, blas: blas.as_deref() };
             let Weights::Flat { config, params, m, v, grads, ws, .. } = &mut self.weights else { unreachable!() };
             let setup = StepSetup {
                 architecture: config.architecture().unwrap_or(Architecture::Standard),
@@ -485,7 +501,7 @@ impl Trainer {
                 aux_coefficient,
             };
             let (mut measured, grad_norm) = pool.install(|| {
-                let measured = step::gradients(params, &xs, &setup, grads, ws, threads);
+                let measured = step::gradients(params, &xs, &setup, grads, ws, kernels);
                 let start = std::time::Instant::now();
                 let norm = grads.norm();
                 let clip = if max_norm > 0.0 && norm > max_norm { max_norm / norm } else { 1.0 };
@@ -578,8 +594,10 @@ impl Trainer {
         let mut grads = Flat::zeros(params.d_in, params.d_sae);
         let pool = self.pool()?;
         let threads = pool.current_num_threads();
+        let blas = self.blas.clone();
+        let kernels = Kernels { threads, blas: blas.as_deref() };
         let measured =
-            pool.install(|| step::gradients(&params, &xs, &setup, &mut grads, &mut Workspace::default(), threads));
+            pool.install(|| step::gradients(&params, &xs, &setup, &mut grads, &mut Workspace::default(), kernels));
         let metrics = StepMetrics {
             step: self.step,
             loss: measured.mse + measured.sparsity_loss,
@@ -1299,6 +1317,47 @@ mod tests {
                 );
             }
             assert_eq!(one.dead(), reference.dead(), "{arch:?}");
+        }
+    }
+
+    /// The CPU step with its products on a system BLAS (Debian's OpenBLAS where it is installed, as on the
+    /// machines CI runs on) computes the gemm crate's gradients to float rounding, on both architectures;
+    /// a BLAS that is not there is an error naming it.
+    #[test]
+    fn the_cpu_step_on_a_system_blas_gives_the_same_gradients() {
+        let missing = Blas::open("/nonexistent/libnoblas.so").unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/libnoblas.so"), "{missing}");
+        let blas = match Blas::open("openblas") {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("libopenblas.so.0"), "{e}");
+                eprintln!("no system OpenBLAS here ({e}); only the error was checked");
+                return;
+            }
+        };
+        let n = super::super::step::ROW_BLOCK + 100;
+        let x = tensor(noise(n * 24, 31), (n, 24));
+        for (arch, config) in [
+            (Architecture::Standard, TrainConfig { l1_coefficient: 0.3, ..Default::default() }),
+            (
+                Architecture::TopK { k: 5 },
+                TrainConfig { aux_k: Some(12), dead_feature_window: 0, ..Default::default() },
+            ),
+        ] {
+            let sae = Sae::new(SaeConfig::new(24, 96, arch), 0.5, 3).unwrap();
+            let mut plain = Trainer::new(sae.clone(), config.clone()).unwrap();
+            let mut on_blas = Trainer::new(sae, config).unwrap().blas(Some(blas.clone()));
+            let (m_a, g_a, f_a) = plain.cpu_gradients(&x).unwrap();
+            let (m_b, g_b, f_b) = on_blas.cpu_gradients(&x).unwrap();
+            assert_eq!(f_a, f_b, "{arch:?}");
+            for (which, (a, b)) in g_b.iter().zip(&g_a).enumerate() {
+                let gap = max_relative_gap(a, b);
+                assert!(gap < 1e-5, "{arch:?}: parameter {which} differs by {gap:e}");
+            }
+            assert!((m_a.loss - m_b.loss).abs() <= 1e-5 * m_a.loss, "{arch:?}: {m_a:?} vs {m_b:?}");
+            let card = crate::display::Render::bundle(&on_blas).plain().to_string();
+            assert!(card.contains("libopenblas.so.0"), "{card}");
         }
     }
 }

@@ -76,6 +76,9 @@ pub enum SaeCommand {
         /// Time the reference step (candle's operations) instead of the CPU step
         #[arg(long)]
         reference: bool,
+        /// The CPU step's products on a system BLAS: `openblas` or a library's path
+        #[arg(long)]
+        blas: Option<String>,
     },
 }
 
@@ -146,13 +149,18 @@ fn bench(
     steps: usize,
     threads: usize,
     reference: bool,
+    blas: Option<&str>,
 ) -> Result<String> {
     use saekit::sae::train::{TrainConfig, Trainer};
     let arch = Architecture::by_name(architecture, Some(k))?;
     let sae = Sae::new(SaeConfig::new(d_in, d_sae, arch), 0.1, 1)?;
     let config = TrainConfig { total_steps: (steps + 1) as u64, ..Default::default() };
-    let mut trainer =
-        if reference { Trainer::reference(sae, config)? } else { Trainer::new(sae, config)?.threads(threads) };
+    let blas = blas.map(|b| saekit::sae::blas::Blas::open(b).map(std::sync::Arc::new)).transpose()?;
+    let mut trainer = if reference {
+        Trainer::reference(sae, config)?
+    } else {
+        Trainer::new(sae, config)?.threads(threads).blas(blas.clone())
+    };
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let x: Vec<f32> = (0..n * d_in)
         .map(|_| {
@@ -198,7 +206,8 @@ fn bench(
         (Architecture::TopK { .. }, false) => product + 4.0 * 2.0 * n as f64 * k as f64 * d_in as f64,
     };
     Ok(serde_json::json!({
-        "impl": if reference { "saekit-reference" } else { "saekit" }, "architecture": architecture,
+        "impl": if reference { "saekit-reference".to_string() } else if let Some(b) = &blas { format!("saekit+{}", b.name()) } else { "saekit".to_string() },
+        "architecture": architecture,
         "d_in": d_in, "d_sae": d_sae, "batch": n, "k": k, "threads": threads,
         "seconds_per_step": median, "seconds": seconds, "tokens_per_s": n as f64 / median,
         "gflop": work / 1e9, "gflop_per_s": work / 1e9 / median,
@@ -211,9 +220,9 @@ fn bench(
 
 pub fn sae(command: SaeCommand) -> Result<()> {
     match command {
-        SaeCommand::Bench { d_in, d_sae, batch, k, architectures, steps, threads, reference } => {
+        SaeCommand::Bench { d_in, d_sae, batch, k, architectures, steps, threads, reference, blas } => {
             for arch in architectures.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                println!("{}", bench(d_in, d_sae, batch, k, arch, steps, threads, reference)?);
+                println!("{}", bench(d_in, d_sae, batch, k, arch, steps, threads, reference, blas.as_deref())?);
             }
             Ok(())
         }
