@@ -10,7 +10,8 @@ own step and numpy's sgemm on the same shapes, with the ratios the SAE speed iss
   /var/tmp/saekit-saelens-venv/bin/python, made with `python3.11 -m venv --system-site-packages` and
   `pip install sae-lens==6.54.12`; it reuses torch from /var/tmp/saekit-bench-venv through PYTHONPATH when
   that exists, else pip brings its own, ~6 GB). Skipped with a note when it is missing. Never CI's.
-* saekit: `saekit sae bench` built with the kernel's profile (what a notebook runs), `--reference` adds the
+* saekit: `saekit sae bench` built with the kernel's profile (what a notebook runs), its products on the
+  `gemm` crate and on the system's OpenBLAS (`--blas`; what runs use when it opens); `--reference` adds the
   step made of candle's operations.
 Timings are medians after one warm-up step; the load average is printed before and after.
 """
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--saekit", help="a saekit binary (skips the build)")
     ap.add_argument("--saelens-python", default=os.environ.get("SAEKIT_SAELENS_PYTHON", "/var/tmp/saekit-saelens-venv/bin/python"))
     ap.add_argument("--reference", action="store_true", help="also time saekit's reference step (candle's operations)")
+    ap.add_argument("--blas", default="openblas", help="the system BLAS to time saekit's step on too (what runs use by default when it opens)")
     ap.add_argument("--json", help="write every measurement here")
     a = ap.parse_args()
     shape = ["--d-in", str(a.d_in), "--d-sae", str(a.d_sae), "--batch", str(a.batch), "--k", str(a.k), "--steps", str(a.steps)]
@@ -106,6 +108,10 @@ def main() -> None:
     rows = []
     print("== saekit", flush=True)
     rows += json_lines([saekit, "sae", "bench", *shape, "--threads", str(a.threads)])
+    try:
+        rows += json_lines([saekit, "sae", "bench", *shape, "--threads", str(a.threads), "--blas", a.blas])
+    except subprocess.CalledProcessError as e:
+        print(f"  (no {a.blas} BLAS: {e.stderr.strip()})")
     if a.reference:
         rows += json_lines([saekit, "sae", "bench", *shape, "--threads", str(a.threads), "--reference"])
     if os.path.exists(a.saelens_python):
@@ -124,26 +130,29 @@ def main() -> None:
     dense_flop = 6 * 2.0 * a.batch * a.d_in * a.d_sae / 1e9
     print()
     print(f"SAE training step, d_in {a.d_in}, d_sae {a.d_sae}, batch {a.batch} tokens, TopK k {a.k}, {a.threads} threads")
-    print(f"{'':<22}{'s/step':>8}{'tokens/s':>10}{'GFLOP done':>12}{'GFLOP/s':>9}{'vs SAELens':>12}{'peak RSS':>10}")
+    print(f"{'':<34}{'s/step':>8}{'tokens/s':>10}{'GFLOP done':>12}{'GFLOP/s':>9}{'vs SAELens':>12}{'peak RSS':>10}")
     for r in rows:
         sl = find("SAELens", r["architecture"])
         ratio = f"{sl['seconds_per_step'] / r['seconds_per_step']:.2f}×" if sl and r["impl"] != "SAELens" else ""
         gflop = r.get("gflop", dense_flop)
         rss = f"{r['peak_rss_bytes'] / 2**20:.0f} MiB" if r.get("peak_rss_bytes") else ""
-        print(f"{r['impl'] + ' ' + r['architecture']:<22}{r['seconds_per_step']:8.2f}{r['tokens_per_s']:10.0f}"
+        print(f"{r['impl'] + ' ' + r['architecture']:<34}{r['seconds_per_step']:8.2f}{r['tokens_per_s']:10.0f}"
               f"{gflop:12.0f}{gflop / r['seconds_per_step']:9.0f}{ratio:>12}{rss:>10}")
-    dense, topk = find("saekit", "standard"), find("saekit", "topk")
     print()
     print(f"numpy sgemm peak on these shapes: {peak:.0f} GFLOP/s")
-    if dense:
-        print(f"saekit's dense (standard) step: {dense['gflop_per_s']:.0f} GFLOP/s = {100 * dense['gflop_per_s'] / peak:.0f} % of that peak"
-              f" (its five products alone: {5 * 2.0 * a.batch * a.d_in * a.d_sae / 1e9 / sum(v for k, v in dense['phases_seconds'].items() if k in ('encoder', 'decoder', 'W_dec gradient', 'decoder input gradient', 'W_enc gradient')):.0f} GFLOP/s)")
-    if dense and topk:
-        print(f"saekit's TopK step is {dense['seconds_per_step'] / topk['seconds_per_step']:.1f}× faster than its dense step")
-    for r in (topk, dense):
-        if r:
-            parts = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
-            print(f"  saekit {r['architecture']} step, seconds per part: {parts}")
+    products_only = ("encoder", "decoder", "W_dec gradient", "decoder input gradient", "W_enc gradient")
+    for impl in dict.fromkeys(r["impl"] for r in rows if r["impl"].startswith("saekit") and "reference" not in r["impl"]):
+        dense, topk = find(impl, "standard"), find(impl, "topk")
+        if dense:
+            alone = 5 * 2.0 * a.batch * a.d_in * a.d_sae / 1e9 / sum(v for k, v in dense["phases_seconds"].items() if k in products_only)
+            print(f"{impl}: dense (standard) step {dense['gflop_per_s']:.0f} GFLOP/s = {100 * dense['gflop_per_s'] / peak:.0f} % of numpy's peak"
+                  f" (its five products alone {alone:.0f} GFLOP/s = {100 * alone / peak:.0f} %)")
+        if dense and topk:
+            print(f"{impl}: TopK step {dense['seconds_per_step'] / topk['seconds_per_step']:.1f}× faster than the dense step")
+        for r in (topk, dense):
+            if r:
+                parts = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
+                print(f"  {impl} {r['architecture']}, seconds per part: {parts}")
     print(f"load average before {before}, after {after}")
     if a.json:
         Path(a.json).write_text(json.dumps({"numpy_gflop_per_s": products, "rows": rows, "load_before": before, "load_after": after}, indent=1))
