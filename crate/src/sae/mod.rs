@@ -177,8 +177,9 @@ pub struct Sae {
     pub source: Option<String>,
 }
 
-/// Deterministic uniform numbers in [-1, 1) from `seed` (SplitMix64), for initialisation.
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
+/// Deterministic uniform numbers in [-1, 1) from `seed` (SplitMix64), for initialisation (and benchmarks'
+/// random activations).
+pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed;
     (0..n)
         .map(|_| {
@@ -423,6 +424,9 @@ pub fn top_k_relu(pre: &Tensor, k: usize) -> Result<Tensor> {
 /// Per row of `pre`: the `k` largest values (ties to the lower index), ReLU'd when `relu`, zeros elsewhere;
 /// and the 0/1 mask of the chosen places.
 pub fn top_k(pre: &Tensor, k: usize, relu: bool) -> Result<(Tensor, Tensor)> {
+    if !pre.device().is_cpu() {
+        return top_k_by_sort(pre, k, relu);
+    }
     let (n, d) = pre.dims2()?;
     let k = k.min(d);
     let values = pre.flatten_all()?.to_vec1::<f32>()?;
@@ -444,6 +448,46 @@ pub fn top_k(pre: &Tensor, k: usize, relu: bool) -> Result<(Tensor, Tensor)> {
         }
     }
     Ok((Tensor::from_vec(out, (n, d), pre.device())?, Tensor::from_vec(chosen, (n, d), pre.device())?))
+}
+
+/// Latents per sort in [`top_k_by_sort`]: candle's CUDA sort holds a whole row (padded to a power of two) in
+/// shared memory, which runs out above ~8k f32 columns; 1,024 fits on every GPU.
+const SORT_CHUNK: usize = 1024;
+
+/// [`top_k`] with candle's operations on the tensor's own device (for a GPU): each row is cut into chunks
+/// of [`SORT_CHUNK`] latents, each chunk sorted and its top k kept (the row's top k are among them), until
+/// a row is short enough to sort whole. Exact; ties go to the order the device's sort leaves them in.
+pub fn top_k_by_sort(pre: &Tensor, k: usize, relu: bool) -> Result<(Tensor, Tensor)> {
+    let (n, d) = pre.dims2()?;
+    let k = k.min(d);
+    let device = pre.device();
+    let mut values = pre.to_dtype(DType::F32)?.contiguous()?;
+    let mut index = Tensor::arange(0u32, d as u32, device)?.unsqueeze(0)?.broadcast_as((n, d))?.contiguous()?;
+    while values.dim(1)? > SORT_CHUNK && 2 * k <= SORT_CHUNK {
+        let cols = values.dim(1)?;
+        let chunks = cols.div_ceil(SORT_CHUNK);
+        let pad = chunks * SORT_CHUNK - cols;
+        if pad > 0 {
+            let low = Tensor::full(f32::NEG_INFINITY, (n, pad), device)?;
+            values = Tensor::cat(&[&values, &low], 1)?;
+            index = Tensor::cat(&[&index, &Tensor::zeros((n, pad), DType::U32, device)?], 1)?;
+        }
+        let v = values.reshape((n, chunks, SORT_CHUNK))?;
+        let i = index.reshape((n, chunks, SORT_CHUNK))?;
+        let order = v.arg_sort_last_dim(false)?.narrow(2, 0, k)?.contiguous()?;
+        values = v.gather(&order, 2)?.reshape((n, chunks * k))?;
+        index = i.gather(&order, 2)?.reshape((n, chunks * k))?;
+    }
+    let order = values.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+    let mut top = values.gather(&order, 1)?;
+    let at = index.gather(&order, 1)?.contiguous()?;
+    if relu {
+        top = top.relu()?;
+    }
+    let zeros = Tensor::zeros((n, d), DType::F32, device)?;
+    let out = zeros.scatter_add(&at, &top, 1)?;
+    let chosen = zeros.scatter_add(&at, &top.ones_like()?, 1)?;
+    Ok((out, chosen))
 }
 
 impl Render for Sae {
@@ -476,6 +520,19 @@ impl Render for Sae {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_by_sort_picks_what_the_host_picks() {
+        // 3,000 latents: three chunks and a padded one; k of 5 and 40 (and 700, more than half a chunk: one
+        // sort of the whole row), with and without ReLU.
+        let pre = Tensor::from_vec(uniform(7 * 3000, 11), (7, 3000), &Device::Cpu).unwrap();
+        for (k, relu) in [(5, true), (40, false), (40, true), (700, false)] {
+            let (a, ma) = top_k(&pre, k, relu).unwrap();
+            let (b, mb) = top_k_by_sort(&pre, k, relu).unwrap();
+            assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap(), "k {k} relu {relu}");
+            assert_eq!(ma.to_vec2::<f32>().unwrap(), mb.to_vec2::<f32>().unwrap(), "k {k} relu {relu}: chosen");
+        }
+    }
 
     #[test]
     fn top_k_keeps_the_k_largest_then_relu_with_ties_to_the_lower_index() {

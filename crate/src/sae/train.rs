@@ -511,14 +511,7 @@ impl Trainer {
                 (measured, norm)
             });
             self.phases = std::mem::take(&mut measured.phases);
-            let metrics = StepMetrics {
-                loss: measured.mse + measured.sparsity_loss,
-                mse: measured.mse,
-                sparsity_loss: measured.sparsity_loss,
-                l0: measured.l0,
-                explained_variance: measured.explained_variance,
-                ..StepMetrics::empty()
-            };
+            let metrics = StepMetrics::measured(&measured, self.step);
             (metrics, measured.fired.into_iter().map(|f| f as u64).collect::<Vec<_>>(), grad_norm)
         } else {
             let (metrics, mut grads, fired) = self.gradients(x)?;
@@ -598,15 +591,7 @@ impl Trainer {
         let kernels = Kernels { threads, blas: blas.as_deref() };
         let measured =
             pool.install(|| step::gradients(&params, &xs, &setup, &mut grads, &mut Workspace::default(), kernels));
-        let metrics = StepMetrics {
-            step: self.step,
-            loss: measured.mse + measured.sparsity_loss,
-            mse: measured.mse,
-            sparsity_loss: measured.sparsity_loss,
-            l0: measured.l0,
-            explained_variance: measured.explained_variance,
-            ..StepMetrics::empty()
-        };
+        let metrics = StepMetrics::measured(&measured, self.step);
         Ok((metrics, grads.tensors()?.to_vec(), measured.fired.iter().map(|&f| f as f32).collect()))
     }
 
@@ -701,6 +686,19 @@ impl Trainer {
 }
 
 impl StepMetrics {
+    /// What the CPU step measured, at `step` (the rest filled in by [`Trainer::step`]).
+    fn measured(m: &step::Measured, step: u64) -> StepMetrics {
+        StepMetrics {
+            step,
+            loss: m.mse + m.sparsity_loss,
+            mse: m.mse,
+            sparsity_loss: m.sparsity_loss,
+            l0: m.l0,
+            explained_variance: m.explained_variance,
+            ..StepMetrics::empty()
+        }
+    }
+
     fn empty() -> StepMetrics {
         StepMetrics {
             step: 0,

@@ -161,15 +161,7 @@ fn bench(
     } else {
         Trainer::new(sae, config)?.threads(threads).blas(blas.clone())
     };
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let x: Vec<f32> = (0..n * d_in)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect();
+    let x = saekit::sae::uniform(n * d_in, 1);
     let x = Tensor::from_vec(x, (n, d_in), &Device::Cpu)?;
     let before = peak_rss();
     let first = trainer.step(&x)?;
