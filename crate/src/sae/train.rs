@@ -402,8 +402,16 @@ impl Trainer {
         }
     }
 
-    /// The SAE as it is now.
+    /// The SAE as it is now (on the CPU, wherever it trains).
     pub fn sae(&self) -> Result<Sae> {
+        match &self.weights {
+            Weights::Tensors { sae, .. } if !sae.w_enc.device().is_cpu() => sae.to_device(&Device::Cpu),
+            _ => self.sae_where_it_trains(),
+        }
+    }
+
+    /// The SAE as it is now, on the device it trains on.
+    fn sae_where_it_trains(&self) -> Result<Sae> {
         match &self.weights {
             Weights::Flat { config, source, params, .. } => {
                 let [w_enc, b_enc, w_dec, b_dec] = params.tensors()?;
@@ -554,7 +562,7 @@ impl Trainer {
     /// is updated.
     pub fn gradients(&self, x: &Tensor) -> Result<(StepMetrics, Vec<Tensor>, Vec<f32>)> {
         self.check_batch(x)?;
-        let sae = self.sae()?;
+        let sae = self.sae_where_it_trains()?;
         let x = x.to_device(sae.w_enc.device())?.to_dtype(DType::F32)?;
         let dead = self.dead();
         reference_gradients(
@@ -608,7 +616,11 @@ impl Trainer {
         let (ms, vs): (Vec<Tensor>, Vec<Tensor>) = match &self.weights {
             Weights::Flat { m, v, .. } => (m.tensors()?.to_vec(), v.tensors()?.to_vec()),
             Weights::Tensors { moments, .. } => {
-                (moments.iter().map(|m| m.m.clone()).collect(), moments.iter().map(|m| m.v.clone()).collect())
+                let host = |t: &Tensor| t.to_device(&Device::Cpu);
+                (
+                    moments.iter().map(|m| host(&m.m)).collect::<candle_core::Result<_>>()?,
+                    moments.iter().map(|m| host(&m.v)).collect::<candle_core::Result<_>>()?,
+                )
             }
         };
         let mut moments = HashMap::new();
