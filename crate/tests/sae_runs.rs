@@ -154,6 +154,9 @@ fn several_saes_train_from_one_pass_into_a_run_with_lineage_files_and_history() 
         job.bundle().plain()
     );
     assert_eq!(f.ws.sae_runs().unwrap().len(), 1);
+    // Where and how the steps run is not part of the run: another thread count or BLAS is the same run.
+    let elsewhere = f.ws.train_saes(&three(&f).threads(1).blas("gemm")).unwrap();
+    assert_eq!(elsewhere.id(), run.id());
     // The same name with another config is refused.
     let other = three(&f).name(run.name()).seed(9);
     let e = f.ws.train_saes(&other).unwrap_err();

@@ -529,7 +529,14 @@ impl Request for SaeRunSpec {
         }
         let mut named = config.clone();
         named.name = None;
-        (named.device, named.threads, named.blas) = (RunConfig::default().device, 0, RunConfig::default().blas);
+        // Where and how the steps run is not what the run is: a run resumes, or is reused, on another device,
+        // thread count or BLAS, and runs made before those knobs existed keep their identity.
+        let mut named = serde_json::to_value(&named).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if let Some(fields) = named.as_object_mut() {
+            for knob in ["device", "threads", "blas"] {
+                fields.remove(knob);
+            }
+        }
         let key = serde_json::json!({
             "cache": cache.row().params.get("key"),
             "config": named,
