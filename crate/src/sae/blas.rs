@@ -143,6 +143,19 @@ impl Blas {
     }
 }
 
+impl crate::display::Render for Blas {
+    fn bundle(&self) -> crate::display::MimeBundle {
+        crate::display::Card::new("BLAS for the SAE training step")
+            .fact("library", self.name.clone())
+            .fact("cblas_sgemm", "found")
+            .fact(
+                "thread control",
+                if self.set_threads.is_some() { "openblas_set_num_threads" } else { "the library's own" },
+            )
+            .bundle()
+    }
+}
+
 impl Drop for Blas {
     fn drop(&mut self) {
         // SAFETY: the handle came from dlopen and nothing uses it after this.

@@ -18,7 +18,7 @@ pub mod eval;
 pub mod features;
 pub mod history;
 pub mod run;
-pub mod step;
+pub(crate) mod step;
 pub mod table;
 pub mod train;
 

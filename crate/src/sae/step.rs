@@ -73,18 +73,7 @@ impl Flat {
 
     /// The SAE's weights (copied to the host as f32; the encoder transposed).
     pub fn from_sae(sae: &Sae) -> Result<Flat> {
-        let (d_in, d_sae) = (sae.config.d_in, sae.config.d_sae);
-        let host = |t: &Tensor| -> Result<Vec<f32>> {
-            Ok(t.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        Ok(Flat {
-            d_in,
-            d_sae,
-            enc: transpose(&host(&sae.w_enc)?, d_in, d_sae),
-            b_enc: host(&sae.b_enc)?,
-            dec: host(&sae.w_dec)?,
-            b_dec: host(&sae.b_dec)?,
-        })
+        Flat::from_tensors(&[&sae.w_enc, &sae.b_enc, &sae.w_dec, &sae.b_dec], sae.config.d_in, sae.config.d_sae)
     }
 
     /// `[W_enc, b_enc, W_dec, b_dec]` as tensors in SAELens' shapes.
@@ -100,8 +89,11 @@ impl Flat {
     }
 
     /// From `[W_enc, b_enc, W_dec, b_dec]` in SAELens' shapes.
-    pub fn from_tensors(t: &[Tensor], d_in: usize, d_sae: usize) -> Result<Flat> {
-        let v = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    pub fn from_tensors<T: std::borrow::Borrow<Tensor>>(t: &[T], d_in: usize, d_sae: usize) -> Result<Flat> {
+        let v = |t: &T| -> Result<Vec<f32>> {
+            let t = t.borrow().to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+            Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        };
         Ok(Flat {
             d_in,
             d_sae,
@@ -292,7 +284,7 @@ pub fn gradients(
     ws: &mut Workspace,
     kernels: Kernels,
 ) -> Measured {
-    let (d, s) = (p.d_in, p.d_sae);
+    let d = p.d_in;
     let n = x.len() / d;
     let inv_n = 1.0 / n as f64;
     let mut clock = Clock::start();
@@ -322,7 +314,7 @@ pub fn gradients(
         Architecture::TopK { k } => sparse(p, x, setup, grads, ws, kernels, n, k),
     };
     out.phases.insert(0, ("input and zeroed gradients", t_input));
-    let _ = clock.lap();
+    clock = Clock::start();
     // b_dec's gradient: Σ_tokens d(MSE)/dx̂ (already in grads.b_dec), minus W_enc·Σ_tokens d_pre when b_dec
     // is subtracted from the input.
     if setup.apply_b_dec_to_input {
@@ -342,7 +334,6 @@ pub fn gradients(
         out.phases.push(("b_dec through the input", clock.lap()));
     }
     out.explained_variance = if total_var > 0.0 { 1.0 - out.mse * n as f64 / total_var } else { 0.0 };
-    let _ = s;
     out
 }
 

@@ -347,11 +347,9 @@ impl Trainer {
                     .collect::<Result<Vec<_>>>()?,
             },
             (Weights::Tensors { sae, moments }, true) => {
-                let sae = sae.to_device(device)?;
                 let (d_in, d_sae) = (sae.config.d_in, sae.config.d_sae);
-                let host = |t: &Tensor| t.to_device(device);
-                let ms = moments.iter().map(|m| host(&m.m)).collect::<candle_core::Result<Vec<_>>>()?;
-                let vs = moments.iter().map(|m| host(&m.v)).collect::<candle_core::Result<Vec<_>>>()?;
+                let ms: Vec<&Tensor> = moments.iter().map(|m| &m.m).collect();
+                let vs: Vec<&Tensor> = moments.iter().map(|m| &m.v).collect();
                 Weights::Flat {
                     params: Flat::from_sae(&sae)?,
                     m: Flat::from_tensors(&ms, d_in, d_sae)?,
@@ -1369,5 +1367,28 @@ mod tests {
             let card = crate::display::Render::bundle(&on_blas).plain().to_string();
             assert!(card.contains("libopenblas.so.0"), "{card}");
         }
+        let shown = crate::display::Render::bundle(&*blas);
+        assert!(shown.plain().contains("libopenblas.so.0") && shown.get("text/html").is_some(), "{}", shown.plain());
+    }
+
+    /// A reference trainer moved onto the CPU becomes a CPU-step trainer with the same weights and moments,
+    /// and takes the same next step as the reference (to rounding).
+    #[test]
+    fn a_reference_trainer_moves_onto_the_cpu_step_with_its_state() {
+        let (_, data) = planted_data(24, 48, 3, 6);
+        let sae = Sae::new(SaeConfig::new(24, 96, Architecture::TopK { k: 3 }), 0.1, 7).unwrap();
+        let mut reference = Trainer::reference(sae, TrainConfig { lr: 1e-2, ..Default::default() }).unwrap();
+        for x in &data[..5] {
+            reference.step(x).unwrap();
+        }
+        let mut moved = reference.clone().on_device(&Device::Cpu).unwrap();
+        assert!(moved.is_cpu_step() && !reference.is_cpu_step());
+        let (a, b) = (moved.sae().unwrap(), reference.sae().unwrap());
+        assert_eq!(a.w_enc.to_vec2::<f32>().unwrap(), b.w_enc.to_vec2::<f32>().unwrap());
+        let (r, m) = (reference.step(&data[5]).unwrap(), moved.step(&data[5]).unwrap());
+        assert_eq!(m.step, 6);
+        assert!((r.loss - m.loss).abs() <= 1e-4 * r.loss, "{r:?} vs {m:?}");
+        let gap = frobenius_gap(&moved.sae().unwrap().w_dec, &reference.sae().unwrap().w_dec);
+        assert!(gap < 1e-4, "after the moved step: {gap:e}");
     }
 }
