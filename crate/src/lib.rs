@@ -3,7 +3,8 @@
 //!
 //! The modules follow the data's journey: [`sources`] read files as Arrow record batches, the [`catalog`]
 //! keeps a workspace of datasets and the artifacts made from them, [`stats`] describes what is in a
-//! dataset, [`tokenize`] turns datasets into token stores, and [`hub`] brings datasets and tokenizers
+//! dataset, [`tokenize`] turns datasets into token stores, [`mix`] builds training mixes from many sources (with the
+//! filters and deduplicators of [`steps`]), and [`hub`] brings datasets and tokenizers
 //! from the Hugging Face Hub. [`models`] runs language models (GPT-2, Llama, BERT) to named hook points, and [`activations`] caches
 //! their activations and serves them as shuffled training batches; [`sae`] holds sparse autoencoders in
 //! SAELens' layout. Every artifact is made through the catalog's one lifecycle
@@ -18,11 +19,13 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod jobs;
+pub mod mix;
 pub mod models;
 pub mod report;
 pub mod sae;
 pub mod sources;
 pub mod stats;
+pub mod steps;
 pub mod tokenize;
 pub mod units;
 
@@ -47,10 +50,12 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};
+    pub use crate::mix::{Mix, MixRecipe, MixSource, Phase, StopRule, Strategy};
     pub use crate::models::{Forward, HookPoint, Model, ModelOutput, TokenBatch};
     pub use crate::report::Report;
     pub use crate::sae::{RunConfig, Sae, SaeRun, SaeRunSpec, SaeSpec};
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;
+    pub use crate::steps::StepSpec;
     pub use crate::tokenize::{Packing, Tokenization, TokenizeParams, Tokenizer};
 }

@@ -16,7 +16,7 @@
 pub mod fill;
 pub mod plan;
 mod render;
-mod rng;
+pub(crate) mod rng;
 pub mod shards;
 pub mod store;
 pub mod table;

@@ -37,6 +37,8 @@ pub enum ArtifactStatus {
     Caching,
     /// Sparse autoencoders are being trained.
     Training,
+    /// Sources are being mixed into a dataset.
+    Mixing,
     /// Complete and usable.
     Ready,
     /// The work failed; the row's `error` says why.
@@ -46,7 +48,7 @@ pub enum ArtifactStatus {
     Interrupted,
 }
 
-const ALL_STATUSES: [ArtifactStatus; 10] = [
+const ALL_STATUSES: [ArtifactStatus; 11] = [
     ArtifactStatus::Pending,
     ArtifactStatus::Adding,
     ArtifactStatus::Importing,
@@ -54,6 +56,7 @@ const ALL_STATUSES: [ArtifactStatus; 10] = [
     ArtifactStatus::Tokenizing,
     ArtifactStatus::Caching,
     ArtifactStatus::Training,
+    ArtifactStatus::Mixing,
     ArtifactStatus::Ready,
     ArtifactStatus::Failed,
     ArtifactStatus::Interrupted,
@@ -70,6 +73,7 @@ impl ArtifactStatus {
             ArtifactStatus::Tokenizing => "tokenizing",
             ArtifactStatus::Caching => "caching",
             ArtifactStatus::Training => "training",
+            ArtifactStatus::Mixing => "mixing",
             ArtifactStatus::Ready => "ready",
             ArtifactStatus::Failed => "failed",
             ArtifactStatus::Interrupted => "interrupted",

@@ -204,6 +204,23 @@ const MIGRATIONS: &[&str] = &[
         seconds     REAL NOT NULL,
         saes        TEXT NOT NULL DEFAULT '[]'
     );",
+    // v5: mixes. A mixed dataset's typed record (its recipe and what it realised) under its artifact id
+    // (the dataset's own record is in `datasets`); recipes saved by name with every version kept.
+    "CREATE TABLE mixes (
+        id          INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
+        recipe_hash TEXT NOT NULL,
+        recipe      TEXT NOT NULL,
+        report      TEXT NOT NULL
+    );
+    CREATE TABLE mix_recipes (
+        id       INTEGER PRIMARY KEY,
+        name     TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        hash     TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        saved_at TEXT NOT NULL,
+        UNIQUE (name, version)
+    );",
 ];
 
 /// The catalog schema version this saekit writes and understands.

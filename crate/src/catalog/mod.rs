@@ -29,6 +29,7 @@ pub use artifacts::*;
 pub use dataset::{Dataset, DatasetList};
 pub use datasets::*;
 pub use db::{Catalog, SCHEMA_VERSION};
+pub(crate) use db::now_rfc3339;
 pub(crate) use lifecycle::resumable_dir;
 pub use lifecycle::{ArtifactPlan, IfReady, Produced, Request, StageRecord, WorkDir};
 pub use lineage::Lineage;

@@ -13,6 +13,7 @@ mod download;
 mod layout;
 mod plan;
 mod register;
+pub use register::{Download, DownloadParams};
 mod render;
 mod token;
 mod yaml;

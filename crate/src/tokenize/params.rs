@@ -7,7 +7,7 @@ use super::stopwords::Language;
 use crate::error::{Error, Result};
 
 /// How documents become sequences.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct TokenizeParams {
     /// The longest sequence, in tokens (with packing: every sequence's length, the context size).
@@ -52,7 +52,7 @@ impl Default for TokenizeParams {
 }
 
 /// Packing documents into fixed-size sequences, SAELens-style, with explicit boundaries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Packing {
     /// What goes between two documents in a sequence.
@@ -72,7 +72,7 @@ impl Default for Packing {
 }
 
 /// A token put between packed documents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Separator {
     /// The tokenizer's EOS token.

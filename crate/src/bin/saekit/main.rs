@@ -3,6 +3,7 @@
 //! `saekit completions bash|zsh|fish`); each command is a thin shell over the library.
 
 mod activations;
+mod mix;
 mod models;
 mod pages;
 mod sae;
@@ -110,6 +111,9 @@ enum Command {
     /// Activation caches and stores: a model's activations over a tokenization, as shuffled batches
     #[command(subcommand)]
     Activations(activations::ActivationsCommand),
+    /// Training mixes: run a recipe over many sources, its schema, saved versions and reports
+    #[command(subcommand)]
+    Mix(mix::MixCommand),
     /// What the workspace holds on disk, by kind
     Du,
     /// Sparse autoencoders in SAELens' layout: make one, show one, run one
@@ -344,6 +348,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokenizer(command) => models::tokenizer(command),
         Command::Activations(command) => activations::activations(command, open_workspace()?),
         Command::Sae(command) => sae::sae(command),
+        Command::Mix(command) => mix::mix(command, open_workspace),
         Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
         Command::Runs { json } => train::runs(open_workspace()?, json),
         Command::Eval { run, sequences, json } => train::eval(&run, open_workspace()?, sequences, json),
