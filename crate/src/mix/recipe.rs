@@ -119,9 +119,10 @@ fn default_revision() -> String {
     "main".into()
 }
 
-/// How much of a source a mix may use. Rows and tokens caps take a prefix of the source (after its
-/// preprocessing); `max_fraction` does the same as a share of it; together they make the source's
-/// *epoch*. `max_repetitions` bounds how many times the mix may draw each row of the epoch.
+/// How much of a source a mix may use. Rows and tokens caps take a prefix of the rows that pass the
+/// source's own steps; `max_fraction` caps the same prefix at a share of the dataset's rows. The mix's
+/// steps then drop from that prefix (duplicates of earlier sources); what remains is the source's *epoch*.
+/// `max_repetitions` bounds how many times the mix may draw each row of the epoch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Caps {

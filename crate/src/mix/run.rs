@@ -87,7 +87,7 @@ pub(super) struct Resolved {
     pub epoch: u64,
     pub steps: Vec<StepCount>,
     pub mix_steps: Vec<StepCount>,
-    /// Tokens of the epoch's rows, when counted.
+    /// Tokens of the rows the caps counted (past the source's own steps), when a token cap counted them.
     pub epoch_tokens: Option<u64>,
     /// What the epoch's length was capped by (`rows`, `tokens`, `max_fraction`), if anything.
     pub capped_by: Option<&'static str>,
@@ -418,12 +418,12 @@ fn preprocess(
         let rows = dataset.row().num_rows.unwrap_or(0);
         let fraction_cap = s.caps.max_fraction.map(|f| (f * rows as f64).floor() as u64);
         let row_cap = [s.caps.rows, fraction_cap].into_iter().flatten().min();
-        let capped_by = |epoch: u64, by_tokens: bool| -> Option<&'static str> {
+        let capped_by = |taken: u64, by_tokens: bool| -> Option<&'static str> {
             if by_tokens {
                 Some("tokens")
-            } else if s.caps.rows == Some(epoch) && row_cap == Some(epoch) {
+            } else if s.caps.rows == Some(taken) && row_cap == Some(taken) {
                 Some("rows")
-            } else if fraction_cap == Some(epoch) {
+            } else if fraction_cap == Some(taken) {
                 Some("max_fraction")
             } else {
                 None
@@ -450,52 +450,82 @@ fn preprocess(
         ctx.phase(&format!("preprocessing {}", s.name), "rows", Some(rows));
         mix_chain.reset_counts();
         let mut kept_bits = Vec::new();
-        let (mut read, mut epoch, mut tokens, mut by_tokens) = (0u64, 0u64, 0u64, false);
-        'source: for batch in source.documents()? {
+        // `taken`: rows past the source's own steps, which the caps count; `epoch`: those the mix's steps
+        // kept too. Sub-batches never go past a cap, so no step sees a row the caps exclude.
+        let (mut read, mut taken, mut epoch, mut tokens, mut by_tokens) = (0u64, 0u64, 0u64, 0u64, false);
+        let mut ended = row_cap == Some(0);
+        for batch in source.documents()? {
+            if ended {
+                break;
+            }
             let batch = batch?;
             ctx.check()?;
             let text = text_column(&batch)?;
             let docs: Vec<Doc> = (0..batch.num_rows())
                 .map(|i| Doc { text: text.value(i), source: &s.name, row: read + i as u64 })
                 .collect();
-            let mut keep = chain.run(&docs, |d| dropped.push(d));
-            if !mix_chain.is_empty() {
-                let alive: Vec<usize> = (0..docs.len()).filter(|&i| keep[i]).collect();
-                let survivors: Vec<Doc> = alive.iter().map(|&i| docs[i]).collect();
-                let kept2 = mix_chain.run(&survivors, |d| dropped.push(d));
-                for (k, &i) in kept2.iter().zip(&alive) {
-                    keep[i] = *k;
-                }
-            }
             let counts: Vec<u64> = match (encoder, s.caps.tokens) {
-                (Some(enc), Some(_)) => docs
-                    .par_iter()
-                    .zip(&keep)
-                    .map(|(d, k)| if *k { enc.encode(d.text).map(|t| t.len() as u64).unwrap_or(0) } else { 0 })
-                    .collect(),
+                (Some(enc), Some(_)) => {
+                    docs.par_iter().map(|d| enc.encode(d.text).map(|t| t.len() as u64).unwrap_or(0)).collect()
+                }
                 _ => Vec::new(),
             };
-            for i in 0..docs.len() {
-                if !keep[i] {
-                    continue;
+            let mut pos = 0;
+            while pos < docs.len() && !ended {
+                let mut size = docs.len() - pos;
+                if let Some(cap) = row_cap {
+                    size = size.min((cap - taken) as usize);
                 }
                 if let Some(cap) = s.caps.tokens {
-                    if tokens + counts[i] > cap {
-                        by_tokens = true;
-                        read += i as u64;
-                        break 'source;
+                    let room = cap - tokens;
+                    let (mut fit, mut sum) = (0, 0u64);
+                    while pos + fit < docs.len() && sum + counts[pos + fit] <= room {
+                        sum += counts[pos + fit];
+                        fit += 1;
                     }
-                    tokens += counts[i];
+                    size = size.min(fit.max(1));
                 }
-                set_bit(&mut kept_bits, read + i as u64);
-                epoch += 1;
-                if row_cap == Some(epoch) {
-                    read += i as u64 + 1;
-                    break 'source;
+                let sub = &docs[pos..pos + size];
+                let keep = chain.run(sub, |d| dropped.push(d));
+                let mut candidates = Vec::new();
+                let mut consumed = size;
+                for (j, k) in keep.iter().enumerate() {
+                    if !k {
+                        continue;
+                    }
+                    if let Some(cap) = s.caps.tokens {
+                        if tokens + counts[pos + j] > cap {
+                            (by_tokens, ended, consumed) = (true, true, j + 1);
+                            break;
+                        }
+                        tokens += counts[pos + j];
+                    }
+                    candidates.push(j);
+                    taken += 1;
+                    if row_cap == Some(taken) {
+                        (ended, consumed) = (true, j + 1);
+                        break;
+                    }
                 }
+                let survivors: Vec<Doc> = candidates.iter().map(|&j| sub[j]).collect();
+                let kept = if mix_chain.is_empty() {
+                    vec![true; survivors.len()]
+                } else {
+                    mix_chain.run(&survivors, |d| dropped.push(d))
+                };
+                for (doc, k) in survivors.iter().zip(kept) {
+                    if k {
+                        set_bit(&mut kept_bits, doc.row);
+                        epoch += 1;
+                    }
+                }
+                pos += consumed;
             }
-            read += docs.len() as u64;
+            read += pos as u64;
             ctx.set_done(read);
+            if ended {
+                break;
+            }
         }
         out.push(Resolved {
             dataset,
@@ -507,7 +537,7 @@ fn preprocess(
             steps: chain.counts().to_vec(),
             mix_steps: mix_chain.counts().to_vec(),
             epoch_tokens: s.caps.tokens.map(|_| tokens),
-            capped_by: capped_by(epoch, by_tokens),
+            capped_by: capped_by(taken, by_tokens),
         });
     }
     Ok(out)
