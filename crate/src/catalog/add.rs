@@ -99,12 +99,7 @@ impl Request for AddDataset {
             let schema = source.schema()?;
             let (stats, written) = write_parquet_shards(source, dir.path(), ctx)?;
             let num_bytes = written.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-            // Relative to the workspace root, so the workspace can move; see Dataset::source.
-            let relative = dir.final_path().strip_prefix(ws.root()).unwrap_or(dir.final_path()).to_path_buf();
-            let paths: Vec<String> = written
-                .iter()
-                .map(|f| relative.join(f.file_name().unwrap_or_default()).to_string_lossy().into_owned())
-                .collect();
+            let paths = dir.committed_paths(ws.root(), &written);
             let spec = SourceSpec {
                 paths: paths.clone(),
                 format: Some(Format::Parquet),

@@ -91,6 +91,13 @@ impl WorkDir {
     pub fn final_path(&self) -> &Path {
         &self.final_path
     }
+
+    /// The paths, relative to the workspace `root` (so the workspace can move; see `Dataset::source`),
+    /// that `files` written in this directory will have once committed.
+    pub fn committed_paths(&self, root: &Path, files: &[PathBuf]) -> Vec<String> {
+        let relative = self.final_path.strip_prefix(root).unwrap_or(&self.final_path);
+        files.iter().map(|f| relative.join(f.file_name().unwrap_or_default()).to_string_lossy().into_owned()).collect()
+    }
 }
 
 /// What [`Workspace::produce`] did.

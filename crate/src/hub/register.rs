@@ -127,9 +127,7 @@ impl Request for Download {
             let (schema, stats) = scan(&local, ctx)?;
             let mut metadata = metadata(&local, plan, &paths, &schema, &stats);
             metadata["imported_from"] = json!(hub_source.files());
-            let file_name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let relative = dir.final_path().strip_prefix(ws.root()).unwrap_or(dir.final_path()).join(&file_name);
-            let relative = relative.to_string_lossy().into_owned();
+            let relative = dir.committed_paths(ws.root(), std::slice::from_ref(&file)).remove(0);
             let spec = crate::sources::SourceSpec { paths: vec![relative.clone()], ..local.spec().clone() };
             Ok(DatasetRecord {
                 source: "hub".into(),

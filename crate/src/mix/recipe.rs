@@ -485,3 +485,50 @@ impl Phase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_schema_is_the_one_the_types_make() {
+        let published: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/mix-recipe.schema.json")).unwrap();
+        assert_eq!(
+            published,
+            MixRecipe::json_schema(),
+            "crate/schema/mix-recipe.schema.json is out of date: regenerate it with `saekit mix schema`"
+        );
+    }
+
+    #[test]
+    fn a_recipe_written_by_hand_reads_with_its_defaults_and_round_trips() {
+        let json = r#"{
+            "name": "hand",
+            "sources": [
+                {"name": "web", "from": {"kind": "dataset", "name": "web"}},
+                {"name": "qa", "from": {"kind": "files", "paths": ["/data/qa.jsonl"], "text": {"template": "{q} {a}"}},
+                 "weight": 0.25, "caps": {"rows": 100, "max_repetitions": 2.5},
+                 "preprocess": [{"step": "length", "min_words": 3}, {"step": "near_dedup", "bands": 20, "rows": 5}]},
+                {"name": "hub", "from": {"kind": "hub", "repo": "acme/x", "config": "en"}}
+            ],
+            "strategy": {"kind": "curriculum", "phases": [{"name": "p1", "weights": {"web": 1, "qa": 1}, "rows": 10}]},
+            "preprocess": [{"step": "exact_dedup"}]
+        }"#;
+        let r = MixRecipe::from_json(json).unwrap();
+        assert_eq!(r.sources[0].weight, 1.0);
+        assert_eq!(r.sources[1].caps.max_repetitions, Some(2.5));
+        assert_eq!(r.sources[1].preprocess[1], crate::steps::StepSpec::NearDedup { ngram: 5, bands: 20, rows: 5, seed: 1 });
+        assert!(matches!(&r.sources[2].from, SourceRef::Hub { split, revision, .. } if split == "train" && revision == "main"));
+        assert_eq!(r.rows_per_shard, 100_000);
+        assert_eq!(MixRecipe::from_json(&r.to_json()).unwrap(), r);
+        assert_eq!(r.hash(), MixRecipe::from_json(&r.to_json()).unwrap().hash());
+        assert_ne!(r.hash(), r.clone().seed(1).hash());
+        let mut bad = r.clone();
+        bad.stop = Some(StopRule::AllExhausted);
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("a curriculum ends after its phases"), "{e}");
+        let e = MixRecipe::from_json(&json.replace("\"max_repetitions\": 2.5", "\"max_repetitions\": 0.5")).unwrap_err();
+        assert!(e.to_string().contains("source `qa`: max_repetitions 0.5 must be ≥ 1"), "{e}");
+    }
+}

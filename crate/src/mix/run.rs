@@ -160,12 +160,7 @@ impl Request for MixRun {
             };
             let provenance = provenance(recipe, &saved.version, &resolved);
             let written = write_mix(recipe, &resolved, &slots, &plan, dir.path(), &provenance, encoder.as_deref(), ctx)?;
-            let relative = dir.final_path().strip_prefix(ws.root()).unwrap_or(dir.final_path()).to_path_buf();
-            let paths: Vec<String> = written
-                .files
-                .iter()
-                .map(|f| relative.join(f.file_name().unwrap_or_default()).to_string_lossy().into_owned())
-                .collect();
+            let paths = dir.committed_paths(ws.root(), &written.files);
             let spec = SourceSpec {
                 paths: paths.clone(),
                 format: Some(Format::Parquet),
