@@ -294,6 +294,8 @@ fn dedup_finds_planted_near_duplicates_with_recall_and_precision_and_keeps_drops
     let report = &mix.report.sources[0];
     assert_eq!(report.steps[0].step, "exact_dedup");
     assert_eq!(report.steps[0].dropped, planted_exact.len() as u64, "every exact duplicate, and nothing else");
+    assert_eq!(report.steps[0].reasons.get("duplicate"), Some(&(planted_exact.len() as u64)));
+    assert!(mix.bundle().plain().contains("near-duplicate"), "the steps table says why");
     let dropped = mix.dropped(Some("near_dedup"), 1000).unwrap();
     let near: HashSet<u64> = dropped.rows.iter().map(|r| r[1].replace(',', "").parse().unwrap()).collect();
     let true_positives = near.intersection(&planted_near).count() as f64;

@@ -157,11 +157,12 @@ impl MixReport {
 
     /// What each step saw and dropped, per source.
     pub fn steps_table(&self) -> Table {
-        let mut table = Table::new("preprocessing", &["source", "step", "of", "seen", "dropped"]);
+        let mut table = Table::new("preprocessing", &["source", "step", "of", "seen", "dropped", "why"]);
         for s in &self.sources {
             for (of, steps) in [("source", &s.steps), ("mix", &s.mix_steps)] {
                 for c in steps {
-                    table.row(vec![s.name.clone(), c.step.clone(), of.into(), count(c.seen), count(c.dropped)]);
+                    let why: Vec<String> = c.reasons.iter().map(|(k, n)| format!("{k} {}", count(*n))).collect();
+                    table.row(vec![s.name.clone(), c.step.clone(), of.into(), count(c.seen), count(c.dropped), why.join(", ")]);
                 }
             }
         }

@@ -158,7 +158,7 @@ impl NearDedup {
         }
         for (band, key) in keys.iter().enumerate() {
             if let Some(&(source, row)) = self.bands[band].get(key) {
-                return Verdict::Drop(format!("near-duplicate of {} row {row} (band {band})", self.sources[source as usize]));
+                return Verdict::Drop("near-duplicate", format!("near-duplicate of {} row {row} (band {band})", self.sources[source as usize]));
             }
         }
         let source = self.source_index(doc.source);

@@ -35,8 +35,9 @@ pub struct Doc<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Keep,
-    /// Dropped, with why (e.g. `12 words < 20`, `duplicate of code row 3`).
-    Drop(String),
+    /// Dropped: the kind of reason (`too short`, `duplicate`: what counts are kept by) and the details
+    /// (`12 words < 20`, `duplicate of code row 3`).
+    Drop(&'static str, String),
 }
 
 /// A preprocessing step. Steps see documents in stream order and may remember them (deduplicators do).
@@ -219,19 +220,19 @@ impl Step for LengthFilter {
         if self.min_chars.is_some() || self.max_chars.is_some() {
             let chars = doc.text.chars().count();
             if let Some(min) = self.min_chars.filter(|m| chars < *m) {
-                return Verdict::Drop(format!("{chars} chars < {min}"));
+                return Verdict::Drop("too short", format!("{chars} chars < {min}"));
             }
             if let Some(max) = self.max_chars.filter(|m| chars > *m) {
-                return Verdict::Drop(format!("{chars} chars > {max}"));
+                return Verdict::Drop("too long", format!("{chars} chars > {max}"));
             }
         }
         if self.min_words.is_some() || self.max_words.is_some() {
             let words = doc.text.split_whitespace().count();
             if let Some(min) = self.min_words.filter(|m| words < *m) {
-                return Verdict::Drop(format!("{words} words < {min}"));
+                return Verdict::Drop("too short", format!("{words} words < {min}"));
             }
             if let Some(max) = self.max_words.filter(|m| words > *m) {
-                return Verdict::Drop(format!("{words} words > {max}"));
+                return Verdict::Drop("too long", format!("{words} words > {max}"));
             }
         }
         Verdict::Keep
@@ -252,8 +253,8 @@ impl Step for RegexFilter {
 
     fn check(&mut self, doc: &Doc) -> Verdict {
         match (self.regex.find(doc.text), self.keep_matching) {
-            (Some(m), false) => Verdict::Drop(format!("matches /{}/ at {:?}", self.regex.as_str(), crate::display::truncate(m.as_str(), 40))),
-            (None, true) => Verdict::Drop(format!("does not match /{}/", self.regex.as_str())),
+            (Some(m), false) => Verdict::Drop("matches", format!("matches /{}/ at {:?}", self.regex.as_str(), crate::display::truncate(m.as_str(), 40))),
+            (None, true) => Verdict::Drop("does not match", format!("does not match /{}/", self.regex.as_str())),
             _ => Verdict::Keep,
         }
     }
@@ -273,7 +274,7 @@ impl Step for ExactDedup {
     fn check(&mut self, doc: &Doc) -> Verdict {
         let key = hash128(normalise(doc.text).as_bytes());
         match self.seen.get(&key) {
-            Some((source, row)) => Verdict::Drop(format!("duplicate of {source} row {row}")),
+            Some((source, row)) => Verdict::Drop("duplicate", format!("duplicate of {source} row {row}")),
             None => {
                 self.seen.insert(key, (doc.source.to_string(), doc.row));
                 Verdict::Keep
@@ -282,12 +283,15 @@ impl Step for ExactDedup {
     }
 }
 
-/// What a step of a chain saw and dropped.
+/// What a step of a chain saw and dropped, and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepCount {
     pub step: String,
     pub seen: u64,
     pub dropped: u64,
+    /// Drops per kind of reason (`too short`, `duplicate`, …).
+    #[serde(default)]
+    pub reasons: std::collections::BTreeMap<String, u64>,
 }
 
 /// A document a chain dropped: which step, why, and the document.
@@ -329,9 +333,10 @@ impl Chain {
             let batch: Vec<Doc> = alive.iter().map(|&i| docs[i]).collect();
             count.seen += batch.len() as u64;
             for (verdict, &i) in step.check_batch(&batch).into_iter().zip(&alive) {
-                if let Verdict::Drop(reason) = verdict {
+                if let Verdict::Drop(kind, reason) = verdict {
                     kept[i] = false;
                     count.dropped += 1;
+                    *count.reasons.entry(kind.to_string()).or_default() += 1;
                     let doc = &docs[i];
                     dropped(Dropped {
                         step: count.step.clone(),
@@ -356,6 +361,7 @@ impl Chain {
         self.counts.iter_mut().for_each(|c| {
             c.seen = 0;
             c.dropped = 0;
+            c.reasons.clear();
         });
     }
 }
@@ -363,6 +369,10 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reasons(r: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+        r.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
 
     fn doc(text: &str, row: u64) -> Doc<'_> {
         Doc { text, source: "s", row }
@@ -380,9 +390,9 @@ mod tests {
         assert_eq!(
             chain.counts(),
             [
-                StepCount { step: "length".into(), seen: 6, dropped: 2 },
-                StepCount { step: "regex".into(), seen: 4, dropped: 1 },
-                StepCount { step: "exact_dedup".into(), seen: 3, dropped: 1 },
+                StepCount { step: "length".into(), seen: 6, dropped: 2, reasons: reasons(&[("too long", 1), ("too short", 1)]) },
+                StepCount { step: "regex".into(), seen: 4, dropped: 1, reasons: reasons(&[("matches", 1)]) },
+                StepCount { step: "exact_dedup".into(), seen: 3, dropped: 1, reasons: reasons(&[("duplicate", 1)]) },
             ]
         );
         assert_eq!(drops[0], ("length".into(), 0, "1 words < 2".into()));
