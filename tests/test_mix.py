@@ -76,3 +76,24 @@ def test_a_mix_reads_back_with_pyarrow_with_its_counts_and_provenance(saekit, tm
     shown = saekit("--workspace", ws, "mix", "show", "py-mix")
     assert shown.returncode == 0, shown.stderr
     assert "realised vs target" in shown.stdout
+
+
+def test_recipes_are_saved_listed_and_exported_from_the_command_line(saekit, tmp_path):
+    first = recipe(tmp_path)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(first))
+    ws = tmp_path / "ws"
+    checked = saekit("mix", "check", path)
+    assert checked.returncode == 0 and "mix recipe py-mix" in checked.stdout, checked.stderr
+    assert "saved recipe py-mix version 1" in saekit("--workspace", ws, "mix", "save", path).stdout
+    path.write_text(json.dumps({**first, "seed": 9}))
+    assert "version 2" in saekit("--workspace", ws, "mix", "save", path).stdout
+    history = saekit("--workspace", ws, "mix", "history", "py-mix")
+    assert history.returncode == 0 and "seed" in history.stdout, history.stdout + history.stderr
+    exported = saekit("--workspace", ws, "mix", "export", "py-mix@1")
+    assert json.loads(exported.stdout)["seed"] == 0
+    # A recipe with a typo is refused, naming the file, the line and the field.
+    path.write_text(json.dumps({**first, "sourcez": []}, indent=1))
+    bad = saekit("mix", "check", path)
+    assert bad.returncode != 0
+    assert str(path) in bad.stderr and "line" in bad.stderr and "sourcez" in bad.stderr, bad.stderr
