@@ -29,8 +29,14 @@ RSS sampler, so `peak_rss_mb` is per measurement; `util` is CPU seconds / wall s
        pipeline of its minhash example (signatures, buckets, clusters, filter + JsonlWriter) with
        `MinhashConfig()` defaults, on the same documents split into 2 files so that its signature and
        filter stages use both cores (tasks=2, workers=2; buckets: 14 tasks, 2 workers). Its default word
-       tokenizer for English is spaCy's; without spaCy installed a whitespace tokenizer is used and the
-       row says so.
+       tokenizer for English is spaCy's (its WhitespaceTokenizer fallback calls spaCy too); with
+       --datatrove-words split, or without spaCy installed, a str.split tokenizer is used and the row
+       says so. Its `util` is n/a: its tasks run in forkserver children that are never waited for, so
+       their CPU time cannot be counted (their memory is in the sampled RSS).
+
+`load` is the 1-minute load average after each run: on a shared machine, a load above the run's own
+`util` means something else was using the CPUs. The HF peak RSS includes the pages of its memory-mapped
+Arrow cache files that were touched (file-backed, shared), as `ps` would count them.
 
 Prints one JSON line per measurement and a markdown table at the end.
 
@@ -214,7 +220,10 @@ def fail(what: str, run: dict) -> None:
 
 
 def measured(run: dict) -> dict:
+    """The sampler's figures, and the 1-minute load average after the run (other work on the machine
+    shows up here: with 2 CPUs, a load well above the run's own util means it shared them)."""
     return {
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "peak_rss_mb": round(run["peak_rss_mb"], 1),
         "wall_s": round(run["wall_s"], 3),
         "cpu_s": round(run["cpu_s"], 3),
@@ -270,14 +279,18 @@ def hf_mix(python: str, work: str, files: dict) -> dict:
     return {**last_json_line(run["stdout"]), **measured(run)}
 
 
-def datatrove_dedup(python: str, work: str, source_file: str) -> dict:
+def datatrove_dedup(python: str, work: str, source_file: str, words: str) -> dict:
     cmd = [python, os.path.abspath(__file__), "--worker", "datatrove", "--work", work,
-           "--files", json.dumps([source_file])]
+           "--files", json.dumps([source_file]), "--datatrove-words", words]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     run = measure(cmd, env=env)
     if run["rc"] != 0:
         fail("datatrove MinHash worker", run)
-    return {**last_json_line(run["stdout"]), **measured(run)}
+    result = {**last_json_line(run["stdout"]), **measured(run)}
+    # Its tasks run in forkserver children that this process never waits for: their CPU time is not in
+    # cpu_s (their memory is in the sampled tree RSS).
+    result["cpu_s"], result["util"] = None, "n/a"
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -317,7 +330,25 @@ def worker_hf(work: str, files: list, weights: list) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def worker_datatrove(work: str, source_file: str) -> dict:
+def split_words_tokenizer():
+    """A datatrove WordTokenizer that splits on whitespace with str.split (datatrove's own
+    WhitespaceTokenizer still calls spaCy for words)."""
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class SplitWords(WordTokenizer):
+        def word_tokenize(self, text):
+            return text.split()
+
+        def sent_tokenize(self, text):
+            return [text]
+
+        def span_tokenize(self, text):
+            return [(0, len(text))]
+
+    return SplitWords()
+
+
+def worker_datatrove(work: str, source_file: str, words: str) -> dict:
     from importlib.metadata import version
 
     from datatrove.executor import LocalPipelineExecutor
@@ -330,26 +361,29 @@ def worker_datatrove(work: str, source_file: str) -> dict:
 
     logger.remove()  # its per-task logs still go to logging_dir
     try:
-        import spacy  # noqa: F401  (datatrove's English word tokenizer)
-        language, words = "eng", "spaCy (datatrove's default for English)"
+        import spacy  # noqa: F401  (datatrove's word tokenizer for English, and its whitespace fallback's)
+        have_spacy = True
     except ImportError:
-        from datatrove.utils.word_tokenizers import WhitespaceTokenizer
-
-        language, words = WhitespaceTokenizer(), "whitespace (spaCy not installed)"
+        have_spacy = False
+    if words == "default" and have_spacy:
+        language, words = "eng", "spaCy (datatrove's default for English)"
+    else:
+        why = "asked for" if words == "split" else "spaCy not installed, so not datatrove's default"
+        language, words = split_words_tokenizer(), f"str.split ({why})"
 
     base = os.path.join(work, "datatrove-tmp")
     shutil.rmtree(base, ignore_errors=True)
     inp = os.path.join(base, "input")
     os.makedirs(inp)
-    # The same documents in 2 files (datatrove parallelises by file): first half, second half.
-    with open(source_file, encoding="utf-8") as f:
-        lines = f.readlines()
-    half = (len(lines) + 1) // 2
-    for k, part in enumerate((lines[:half], lines[half:])):
-        with open(os.path.join(inp, f"part-{k}.jsonl"), "w", encoding="utf-8") as f:
-            f.writelines(part)
-    docs = len(lines)
-    del lines
+    # The same documents in 2 files (datatrove parallelises by file): first half, second half, streamed.
+    with open(source_file, "rb") as f:
+        docs = sum(1 for _ in f)
+    half = (docs + 1) // 2
+    with open(source_file, "rb") as f:
+        for k, n in enumerate((half, docs - half)):
+            with open(os.path.join(inp, f"part-{k}.jsonl"), "wb") as out:
+                for _ in range(n):
+                    out.write(f.readline())
     cfg = MinhashConfig()  # 5-grams, 14 buckets × 8 hashes, 64-bit xxhash
     sigs, buckets, remove = (os.path.join(base, d) for d in ("signatures", "buckets", "remove_ids"))
     out, logs = os.path.join(base, "output"), os.path.join(base, "logs")
@@ -387,13 +421,14 @@ def worker_datatrove(work: str, source_file: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def table(rows: list) -> str:
-    lines = ["| measurement | rows | seconds | rows/s | peak RSS MB | util | notes |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| measurement | rows | seconds | rows/s | peak RSS MB | util | load | notes |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         rate = r.get("rows_per_s")
         lines.append(
             f"| {r['measure']} | {r['rows']:,} | {r['seconds']:.2f} | {rate:,.0f} | "
             f"{r['peak_rss_mb'] if r.get('peak_rss_mb') is not None else '—'} | {r.get('util', '—')} | "
+            f"{r.get('loadavg_1m', '—')} | "
             f"{r.get('notes', '')} |")
     return "\n".join(lines)
 
@@ -406,6 +441,8 @@ def main() -> None:
     ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON, help="python with datasets (bench/setup.sh)")
     ap.add_argument("--datatrove-python", default=DEFAULT_DT_PYTHON, help="python with datatrove")
     ap.add_argument("--dedup-source", default="c", choices=[s[0] for s in SOURCES])
+    ap.add_argument("--datatrove-words", choices=["default", "split"], default="default",
+                    help="datatrove's word tokenizer: its default for English (spaCy), or str.split")
     ap.add_argument("--skip", default="", help="comma-separated: hf, dedup, datatrove")
     ap.add_argument("--worker", choices=["hf", "datatrove"], help=argparse.SUPPRESS)
     ap.add_argument("--files", help=argparse.SUPPRESS)
@@ -416,7 +453,7 @@ def main() -> None:
         print(json.dumps(worker_hf(args.work, json.loads(args.files), json.loads(args.weights))), flush=True)
         return
     if args.worker == "datatrove":
-        print(json.dumps(worker_datatrove(args.work, json.loads(args.files)[0])), flush=True)
+        print(json.dumps(worker_datatrove(args.work, json.loads(args.files)[0], args.datatrove_words)), flush=True)
         return
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -479,7 +516,7 @@ def main() -> None:
             print(f"# datatrove: skipped, no {args.datatrove_python} (see this script's docstring to make it)",
                   flush=True)
         else:
-            dt = datatrove_dedup(args.datatrove_python, args.work, files[src])
+            dt = datatrove_dedup(args.datatrove_python, args.work, files[src], args.datatrove_words)
             dt["notes"] = (f"MinhashConfig() defaults, words: {dt['words']}; dropped {dt['dropped']:,}; "
                            f"stages s: sig {dt['signatures_s']}, buckets {dt['buckets_s']}, "
                            f"clusters {dt['clusters_s']}, filter {dt['filter_s']}")
