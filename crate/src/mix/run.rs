@@ -12,8 +12,11 @@
 //!    source's other columns as JSON), with the provenance in every shard's key-value metadata.
 //! 5. Optionally **tokenize** the mixed dataset in the same job.
 //!
-//! Memory is flat in the data: one record batch per source being read, one output batch, the kept-row
-//! bits (1 bit per source row) and what the dedup steps remember (see [`crate::steps`]).
+//! The work is a pipeline: a reader thread per source (reading ahead two batches, turning metadata into
+//! JSON), the schedule and the output batches on the job's thread, statistics and token counts on one
+//! more, and the Parquet encoding on two shard writers (shard `k` on writer `k mod 2`). Memory is flat in
+//! the data: a few record batches per source and per stage, a 32K-row group per shard writer, the
+//! kept-row bits (1 bit per source row) and what the dedup steps remember (see [`crate::steps`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -546,11 +549,60 @@ fn text_column(batch: &RecordBatch) -> Result<&StringArray> {
         .ok_or_else(|| Error::Source("a document batch without a text column".into()))
 }
 
+/// A batch of a source's documents as the mix takes rows from it: the text and each row's metadata JSON.
+type Loaded = (StringArray, Option<Vec<String>>);
+
+/// Batches read ahead: a thread of its own reads the source and turns each batch's metadata into JSON, at
+/// most [`READ_AHEAD`] batches ahead; dropping it stops (and joins) the thread.
+struct ReadAhead {
+    rx: Option<std::sync::mpsc::Receiver<Result<Loaded>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Batches a source's reader may be ahead of the mix.
+const READ_AHEAD: usize = 2;
+
+impl ReadAhead {
+    fn start(source: &Source) -> Result<ReadAhead> {
+        let documents = source.documents()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let thread = std::thread::Builder::new()
+            .name("saekit mix reader".into())
+            .spawn(move || {
+                for batch in documents {
+                    let loaded = batch.and_then(|b| Ok((text_column(&b)?.clone(), metadata_json(&b)?)));
+                    let failed = loaded.is_err();
+                    if tx.send(loaded).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Source(format!("cannot start a reader thread: {e}")))?;
+        Ok(ReadAhead { rx: Some(rx), thread: Some(thread) })
+    }
+
+    fn next(&mut self) -> Result<Option<Loaded>> {
+        match self.rx.as_ref().map(|rx| rx.recv()) {
+            Some(Ok(loaded)) => loaded.map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Reads one source's epoch front to back, row by row, again from the start when asked past its end.
 struct Cursor<'a> {
     resolved: &'a Resolved,
-    documents: Option<crate::sources::Documents>,
-    batch: Option<(StringArray, Option<Vec<String>>)>,
+    reader: Option<ReadAhead>,
+    batch: Option<Loaded>,
     /// Position in the current batch, the row index of its first row.
     pos: usize,
     first_row: u64,
@@ -560,11 +612,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(resolved: &'a Resolved) -> Cursor<'a> {
-        Cursor { resolved, documents: None, batch: None, pos: 0, first_row: 0, in_epoch: 0 }
+        Cursor { resolved, reader: None, batch: None, pos: 0, first_row: 0, in_epoch: 0 }
     }
 
     fn restart(&mut self) -> Result<()> {
-        self.documents = Some(self.resolved.source.documents()?);
+        self.reader = None;
+        self.reader = Some(ReadAhead::start(&self.resolved.source)?);
         self.batch = None;
         self.pos = 0;
         self.first_row = 0;
@@ -574,7 +627,7 @@ impl<'a> Cursor<'a> {
 
     /// The next row of the epoch: (text, row index, metadata JSON).
     fn next(&mut self) -> Result<(&str, u64, Option<&str>)> {
-        if self.documents.is_none() || self.in_epoch >= self.resolved.epoch {
+        if self.reader.is_none() || self.in_epoch >= self.resolved.epoch {
             self.restart()?;
         }
         let i = loop {
@@ -589,8 +642,8 @@ impl<'a> Cursor<'a> {
                     None => self.first_row += text.len() as u64,
                 }
             }
-            let documents = self.documents.as_mut().ok_or_else(|| Error::Source("no reader".into()))?;
-            let Some(batch) = documents.next().transpose()? else {
+            let reader = self.reader.as_mut().ok_or_else(|| Error::Source("no reader".into()))?;
+            let Some(loaded) = reader.next()? else {
                 return Err(Error::Source(format!(
                     "dataset `{}` ended after {} rows while the mix expected {} in its epoch: its files changed \
                      while the mix ran",
@@ -599,9 +652,7 @@ impl<'a> Cursor<'a> {
                     count(self.resolved.epoch)
                 )));
             };
-            let text = text_column(&batch)?.clone();
-            let meta = metadata_json(&batch)?;
-            self.batch = Some((text, meta));
+            self.batch = Some(loaded);
             self.pos = 0;
         };
         self.in_epoch += 1;
@@ -645,51 +696,38 @@ fn out_schema(with_metadata: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The mixed dataset's Parquet shards, written a batch at a time.
-struct ShardWriter<'a> {
-    dir: &'a Path,
+/// Threads that encode the mixed dataset's Parquet shards, shard `k` on thread `k mod n`, so the
+/// compression of one shard overlaps another's.
+const SHARD_WRITERS: usize = 2;
+
+/// Writes the shards one thread is given, in order: batches of shard `k` go to `part-0000k.parquet`.
+fn write_shards(
+    dir: &Path,
     schema: SchemaRef,
     props: WriterProperties,
-    rows_per_shard: usize,
-    files: Vec<PathBuf>,
-    writer: Option<ArrowWriter<std::fs::File>>,
-    in_shard: usize,
-}
-
-impl ShardWriter<'_> {
-    /// Rows the current shard can still take.
-    fn room(&self) -> usize {
-        self.rows_per_shard - self.in_shard
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.writer.is_none() {
-            let path = self.dir.join(format!("part-{:05}.parquet", self.files.len()));
+    batches: std::sync::mpsc::Receiver<(usize, RecordBatch)>,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut current: Option<(usize, PathBuf, ArrowWriter<std::fs::File>)> = None;
+    for (shard, batch) in batches {
+        if current.as_ref().is_none_or(|(k, ..)| *k != shard) {
+            if let Some((_, path, w)) = current.take() {
+                w.close().map_err(|e| Error::format(&path, e))?;
+            }
+            let path = dir.join(format!("part-{shard:05}.parquet"));
             let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                .map_err(|e| Error::format(&path, e))?;
-            self.writer = Some(w);
-            self.files.push(path);
+            let w = ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(|e| Error::format(&path, e))?;
+            files.push(path.clone());
+            current = Some((shard, path, w));
         }
-        let path = self.files.last().cloned().unwrap_or_default();
-        if let Some(w) = self.writer.as_mut() {
-            w.write(batch).map_err(|e| Error::format(&path, e))?;
+        if let Some((_, path, w)) = current.as_mut() {
+            w.write(&batch).map_err(|e| Error::format(path, e))?;
         }
-        self.in_shard += batch.num_rows();
-        if self.in_shard >= self.rows_per_shard {
-            self.close()?;
-        }
-        Ok(())
     }
-
-    fn close(&mut self) -> Result<()> {
-        if let Some(w) = self.writer.take() {
-            let path = self.files.last().cloned().unwrap_or_default();
-            w.close().map_err(|e| Error::format(&path, e))?;
-        }
-        self.in_shard = 0;
-        Ok(())
+    if let Some((_, path, w)) = current.take() {
+        w.close().map_err(|e| Error::format(&path, e))?;
     }
+    Ok(files)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -705,22 +743,13 @@ fn write_mix(
 ) -> Result<Written> {
     let with_metadata = resolved.iter().any(|r| r.source.arrow_schema().map(|s| s.fields().len() > 1).unwrap_or(false));
     let schema = out_schema(with_metadata);
+    // Row groups of 32K rows: a shard writer holds one row group, not a whole shard, while it encodes.
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_max_row_group_size(32 * 1024)
         .set_key_value_metadata(Some(vec![KeyValue::new("saekit.mix".into(), provenance.to_string())]))
         .build();
-    let mut shards = ShardWriter {
-        dir,
-        schema: schema.clone(),
-        props,
-        rows_per_shard: recipe.rows_per_shard,
-        files: Vec::new(),
-        writer: None,
-        in_shard: 0,
-    };
     let mut cursors: Vec<Cursor> = resolved.iter().map(Cursor::new).collect();
-    let mut stats = StatsAccumulator::new(&schema);
-    let mut tokens = encoder.map(|_| vec![0u64; resolved.len()]);
     let (mut text, mut source, mut row, mut meta) =
         (StringBuilder::new(), StringBuilder::new(), UInt64Builder::new(), StringBuilder::new());
     let mut batch_sources: Vec<usize> = Vec::with_capacity(OUT_BATCH);
@@ -728,56 +757,109 @@ fn write_mix(
     ctx.phase("mixing", "rows", Some(plan.total));
     let mut written = 0u64;
     let mut schedule = Schedule::new(recipe, slots.to_vec()).peekable();
-    while let Some(i) = schedule.next() {
-        let (t, r, m) = cursors[i].next()?;
-        text.append_value(t);
-        source.append_value(&recipe.sources[i].name);
-        row.append_value(r);
-        if with_metadata {
-            meta.append_option(m);
+    // Statistics and token counts run on a thread of their own, a batch behind; the Parquet encoding on
+    // SHARD_WRITERS more, a shard each.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch, Vec<usize>)>(2);
+    let n_sources = resolved.len();
+    let (stats, tokens, files) = std::thread::scope(|scope| -> Result<_> {
+        let mut shard_tx = Vec::new();
+        let mut shard_threads = Vec::new();
+        for _ in 0..SHARD_WRITERS {
+            let (stx, srx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch)>(2);
+            let (schema, props) = (schema.clone(), props.clone());
+            shard_tx.push(stx);
+            shard_threads.push(scope.spawn(move || write_shards(dir, schema, props, srx)));
         }
-        batch_sources.push(i);
-        done[i] += 1;
-        written += 1;
-        let last = schedule.peek().is_none();
-        if batch_sources.len() >= OUT_BATCH.min(shards.room()) || last {
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(text.finish()), Arc::new(source.finish()), Arc::new(row.finish())];
-            if with_metadata {
-                columns.push(Arc::new(meta.finish()));
-            }
-            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::format(dir, e))?;
-            if let (Some(enc), Some(t)) = (encoder, tokens.as_mut()) {
-                let texts = text_column(&batch)?;
-                let counts: Vec<u64> = (0..batch.num_rows())
-                    .into_par_iter()
-                    .map(|i| enc.encode(texts.value(i)).map(|t| t.len() as u64).unwrap_or(0))
-                    .collect();
-                for (c, s) in counts.iter().zip(&batch_sources) {
-                    t[*s] += c;
+        let stats_schema = schema.clone();
+        let counter = scope.spawn(move || -> Result<_> {
+            let mut stats = StatsAccumulator::new(&stats_schema);
+            let mut tokens = encoder.map(|_| vec![0u64; n_sources]);
+            for (shard, batch, sources) in rx {
+                if let (Some(enc), Some(t)) = (encoder, tokens.as_mut()) {
+                    let texts = text_column(&batch)?;
+                    let counts: Vec<u64> = (0..batch.num_rows())
+                        .into_par_iter()
+                        .map(|i| enc.encode(texts.value(i)).map(|t| t.len() as u64).unwrap_or(0))
+                        .collect();
+                    for (c, s) in counts.iter().zip(&sources) {
+                        t[*s] += c;
+                    }
+                }
+                stats.add(&batch)?;
+                if shard_tx[shard % SHARD_WRITERS].send((shard, batch)).is_err() {
+                    break; // that writer failed: its error is the one to report
                 }
             }
-            stats.add(&batch)?;
-            shards.write(&batch)?;
-            batch_sources.clear();
-            ctx.check()?;
-            ctx.set_done(written);
-            let detail: Vec<String> = recipe
-                .sources
-                .iter()
-                .zip(&done)
-                .zip(&plan.rows)
-                .filter(|(_, r)| **r > 0)
-                .map(|((s, d), r)| format!("{} {}/{}", s.name, count(*d), count(*r)))
-                .collect();
-            ctx.set_detail(detail.join(" · "));
+            drop(shard_tx);
+            Ok((stats, tokens))
+        });
+        let (mut in_shard, mut shard) = (0usize, 0usize);
+        let fed = (|| -> Result<()> {
+            while let Some(i) = schedule.next() {
+                let (t, r, m) = cursors[i].next()?;
+                text.append_value(t);
+                source.append_value(&recipe.sources[i].name);
+                row.append_value(r);
+                if with_metadata {
+                    meta.append_option(m);
+                }
+                batch_sources.push(i);
+                done[i] += 1;
+                written += 1;
+                let last = schedule.peek().is_none();
+                if batch_sources.len() >= OUT_BATCH.min(recipe.rows_per_shard - in_shard) || last {
+                    let mut columns: Vec<ArrayRef> =
+                        vec![Arc::new(text.finish()), Arc::new(source.finish()), Arc::new(row.finish())];
+                    if with_metadata {
+                        columns.push(Arc::new(meta.finish()));
+                    }
+                    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::format(dir, e))?;
+                    let rows = batch.num_rows();
+                    if tx.send((shard, batch, std::mem::take(&mut batch_sources))).is_err() {
+                        return Ok(()); // the writer failed: its error is the one to report
+                    }
+                    in_shard += rows;
+                    if in_shard >= recipe.rows_per_shard {
+                        (in_shard, shard) = (0, shard + 1);
+                    }
+                    ctx.check()?;
+                    ctx.set_done(written);
+                    let detail: Vec<String> = recipe
+                        .sources
+                        .iter()
+                        .zip(&done)
+                        .zip(&plan.rows)
+                        .filter(|(_, r)| **r > 0)
+                        .map(|((s, d), r)| format!("{} {}/{}", s.name, count(*d), count(*r)))
+                        .collect();
+                    ctx.set_detail(detail.join(" · "));
+                }
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let panicked = || Error::Source("a thread of the mix's writer panicked".into());
+        let counted = counter.join().map_err(|_| panicked())?;
+        let mut files = Vec::new();
+        let mut failed = None;
+        for thread in shard_threads {
+            match thread.join().map_err(|_| panicked())? {
+                Ok(mut f) => files.append(&mut f),
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-    }
-    shards.close()?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        fed?;
+        let (stats, tokens) = counted?;
+        files.sort();
+        Ok((stats, tokens, files))
+    })?;
     if written != plan.total {
         return Err(Error::Source(format!("the mix wrote {} rows where its plan said {}", count(written), count(plan.total))));
     }
     let stats = stats.finish(0);
-    let files = shards.files;
     let schema_view = crate::sources::SchemaView::new(&schema, &[], &["text".to_string()], files.len(), "parquet".into());
     Ok(Written { files, tokens, stats, schema_view })
 }
