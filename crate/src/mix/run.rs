@@ -746,7 +746,7 @@ fn write_mix(
     // Row groups of 32K rows: a shard writer holds one row group, not a whole shard, while it encodes.
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(32 * 1024)
+        .set_max_row_group_row_count(Some(32 * 1024))
         .set_key_value_metadata(Some(vec![KeyValue::new("saekit.mix".into(), provenance.to_string())]))
         .build();
     let mut cursors: Vec<Cursor> = resolved.iter().map(Cursor::new).collect();
