@@ -304,6 +304,11 @@ fn dedup_finds_planted_near_duplicates_with_recall_and_precision_and_keeps_drops
     assert!(recall >= 0.9, "recall {recall}");
     assert_eq!(precision, 1.0, "an unrelated document was dropped: {:?}", near.difference(&planted_near).collect::<Vec<_>>());
     assert!(dropped.rows[0][3].starts_with("near-duplicate of docs row "), "{:?}", dropped.rows[0]);
+    // The mix's data is its rows, never what was dropped beside them.
+    let source = ws.dataset("deduped").unwrap().source().unwrap();
+    let read: usize = source.documents().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(read as u64, mix.report.total_rows);
+    assert_eq!(source.arrow_schema().unwrap().fields().len(), 3, "text, source, source_row (no metadata here)");
     assert_eq!(mix.report.total_rows, lines.len() as u64 - report.dropped());
     // The recipe card draws the S-curve.
     assert!(recipe.bundle().plain().contains("threshold ≈ 0.72"));

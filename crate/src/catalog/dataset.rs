@@ -90,8 +90,15 @@ impl Dataset {
         })?;
         // Imported data lives in the workspace (its stored paths are relative to the workspace root):
         // read it from wherever the workspace is now.
+        // Its files by name when they are named relative to the root (a mix's folder also holds what its
+        // preprocessing dropped, which is not its data), else the whole folder.
         if let Some(dir) = &self.row.artifact_path {
-            spec.paths = vec![dir.to_string_lossy().into_owned()];
+            let relative = !spec.paths.is_empty() && spec.paths.iter().all(|p| std::path::Path::new(p).is_relative());
+            spec.paths = if relative {
+                spec.paths.iter().map(|p| self.ws.root().join(p).to_string_lossy().into_owned()).collect()
+            } else {
+                vec![dir.to_string_lossy().into_owned()]
+            };
         }
         Source::from_spec(spec)
     }
