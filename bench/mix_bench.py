@@ -9,8 +9,9 @@ RSS sampler, so `peak_rss_mb` is per measurement; `util` is CPU seconds / wall s
   0. Generates 3 JSONL sources deterministically (a, b, c: 60 / 30 / 10 % of --rows; 300–600 bytes of
      text each, with id, url, lang, score and n_words fields; ~5 % of each source near-copies of an
      earlier document with one or two words changed), reused while --rows and the generator version are
-     the same. Registers them in a fresh saekit workspace with `saekit add` (untimed for the headline,
-     printed separately).
+     the same. Registers them in a fresh saekit workspace with `saekit import` (JSONL → Parquet once,
+     as HF's load_dataset converts JSON → Arrow once; untimed for the headline, printed separately), or
+     with `--register add` by reference, so the mix parses the JSONL as it reads.
   1. saekit: `saekit mix run` of a weighted 0.5 / 0.3 / 0.2 mix, stop `all_exhausted`, seed 0, to
      Parquet. Each source's `caps.max_repetitions` is set from the expected oversampling of
      all_exhausted (with a margin), since saekit refuses a mix that would draw a source past it.
@@ -19,11 +20,11 @@ RSS sampler, so `peak_rss_mb` is per measurement; `util` is CPU seconds / wall s
      probabilities=[.5, .3, .2], seed=0, stopping_strategy="all_exhausted")` + `.to_parquet(...)`,
      with HF_DATASETS_OFFLINE=1 and a fresh cache dir. `seconds` is interleave + to_parquet (timed
      inside the process, after imports); the JSON→Arrow load is timed separately as `load_s`, and a
-     second row ("HF load+mix") counts it in, since saekit's mix reads the JSONL itself.
+     second row ("HF load+mix") counts it in.
   3. Near dedup at datatrove's defaults (5-grams, 14 bands × 8 hashes) over source c:
        saekit: a one-source recipe with `"preprocess": [{"step": "near_dedup"}]`, end to end (read
-       JSONL, MinHash + LSH, write Parquet). The same recipe without the step is run too; the difference
-       of the two wall times is the preprocessing pass (a second JSONL read + MinHash + LSH), printed
+       the source, MinHash + LSH, write Parquet). The same recipe without the step is run too; the
+       difference of the two wall times is the preprocessing pass (a second read + MinHash + LSH), printed
        as "saekit near_dedup pass".
        datatrove (its own venv, --datatrove-python; skipped with a message when absent): the 4-stage
        pipeline of its minhash example (signatures, buckets, clusters, filter + JsonlWriter) with
@@ -484,7 +485,7 @@ def main() -> None:
                        + ", ".join(f"{k} {v:,}" for k, v in hf["per_source"].items()))
         results.append(emit(hf))
         both = dict(hf, measure="HF load_dataset + interleave + to_parquet", seconds=round(hf["seconds"] + hf["load_s"], 3),
-                    notes="the same run, counting the JSON load (saekit's mix reads the JSONL itself)")
+                    notes="the same run, counting the JSON load")
         both.pop("rows_per_s", None)
         results.append(emit(both))
         ratio = {"measure": "ratio saekit / HF (rows/s)",
@@ -498,7 +499,7 @@ def main() -> None:
         src = args.dedup_source
         plain, _ = saekit_mix(args.saekit, ws, args.work, one_source_recipe("bench-plain", src, False),
                               f"saekit one source ({src}), no steps")
-        plain["notes"] = "baseline for the row below: read JSONL → Parquet"
+        plain["notes"] = "baseline for the row below: read the source → Parquet"
         dedup_rows.append(emit(plain))
         dd, rep = saekit_mix(args.saekit, ws, args.work, one_source_recipe("bench-dedup", src, True),
                              f"saekit near_dedup ({src}), end to end")
@@ -513,7 +514,7 @@ def main() -> None:
         if pass_s > 0:
             dedup_rows.append(emit({"measure": "saekit near_dedup pass (difference)", "rows": sizes[src],
                                     "seconds": round(pass_s, 3), "peak_rss_mb": None, "util": "—",
-                                    "notes": "wall(dedup) − wall(no steps): a 2nd JSONL read + MinHash + LSH"}))
+                                    "notes": "wall(dedup) − wall(no steps): a 2nd read + MinHash + LSH"}))
         if "datatrove" in skip:
             pass
         elif not os.path.exists(args.datatrove_python):
