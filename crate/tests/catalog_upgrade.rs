@@ -394,8 +394,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     let fx = v1_workspace();
     let root = &fx.root;
     assert_eq!(
-        SCHEMA_VERSION, 4,
-        "this test upgrades v1 to v4 (v3 and v4 add empty tables); add the next version's checks"
+        SCHEMA_VERSION, 5,
+        "this test upgrades v1 to v5 (v3, v4 and v5 add empty tables); add the next version's checks"
     );
 
     let ws = Workspace::open(root).unwrap();
@@ -412,6 +412,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
             "artifacts",
             "datasets",
             "lineage",
+            "mix_recipes",
+            "mixes",
             "models",
             "sae_runs",
             "tokenizations"
