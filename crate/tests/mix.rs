@@ -109,7 +109,8 @@ fn a_deterministic_mix_has_exact_counts_order_lineage_metadata_and_provenance() 
     let dataset = ws.dataset("code-math").unwrap();
     assert_eq!(dataset.row().paths.len(), 3);
     assert_eq!(dataset.row().num_rows, Some(601));
-    let parents: HashSet<String> = ws.lineage(&dataset.id()).unwrap().bundle().plain().lines().map(str::to_string).collect();
+    let parents: HashSet<String> =
+        ws.lineage(&dataset.id()).unwrap().bundle().plain().lines().map(str::to_string).collect();
     let lineage = parents.into_iter().collect::<Vec<_>>().join("\n");
     for src in ["web", "code", "math"] {
         assert!(lineage.contains(src), "{lineage}");
@@ -190,15 +191,21 @@ fn strategies_and_stop_rules_give_their_pinned_counts_end_to_end() {
 fn a_mix_that_cannot_be_met_is_refused_before_any_work_naming_the_source_and_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let ws = ws_with(dir.path(), &[("big", 100), ("small", 10)]);
-    let too_many = MixRecipe::new("too-many", vec![MixSource::dataset("big", "big"), MixSource::dataset("small", "small").max_rows(5)])
-        .strategy(Strategy::Deterministic)
-        .stop(StopRule::Total(200));
+    let too_many = MixRecipe::new(
+        "too-many",
+        vec![MixSource::dataset("big", "big"), MixSource::dataset("small", "small").max_rows(5)],
+    )
+    .strategy(Strategy::Deterministic)
+    .stop(StopRule::Total(200));
     let e = ws.mix(&too_many).unwrap_err().to_string();
     assert!(e.contains("a total of 200 rows is more than the sources allow: 105"), "{e}");
     assert!(e.contains("`small` 5 × 1 = 5"), "{e}");
-    let reps = MixRecipe::new("reps", vec![MixSource::dataset("big", "big"), MixSource::dataset("small", "small").max_repetitions(3.0)])
-        .strategy(Strategy::Deterministic)
-        .stop(StopRule::Total(100));
+    let reps = MixRecipe::new(
+        "reps",
+        vec![MixSource::dataset("big", "big"), MixSource::dataset("small", "small").max_repetitions(3.0)],
+    )
+    .strategy(Strategy::Deterministic)
+    .stop(StopRule::Total(100));
     let e = ws.mix(&reps).unwrap_err().to_string();
     assert!(e.contains("source `small` would be drawn 50 times") && e.contains("may repeat 3× (30 draws)"), "{e}");
     assert!(e.contains("max_repetitions to ≥ 5.00"), "{e}");
@@ -206,9 +213,11 @@ fn a_mix_that_cannot_be_met_is_refused_before_any_work_naming_the_source_and_num
     assert!(ws.dataset("too-many").is_err() && ws.dataset("reps").is_err());
     assert!(std::fs::read_dir(ws.root().join("tmp")).map(|d| d.count()).unwrap_or(0) == 0);
     // Mistakes in the recipe itself, before reading anything.
-    let e = MixRecipe::from_json(r#"{"name": "x", "sources": [{"name": "a", "from": {"kind": "dataset", "name": "a"}, "wieght": 2}]}"#)
-        .unwrap_err()
-        .to_string();
+    let e = MixRecipe::from_json(
+        r#"{"name": "x", "sources": [{"name": "a", "from": {"kind": "dataset", "name": "a"}, "wieght": 2}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("line 1") && e.contains("unknown field `wieght`"), "{e}");
     let bad_phase = MixRecipe::new("p", vec![MixSource::dataset("a", "big")])
         .strategy(Strategy::Curriculum { phases: vec![Phase::new("one", 5, [("nope", 1.0)])] });
@@ -232,7 +241,9 @@ fn empty_and_zero_weight_sources_behave_as_documented_never_hanging_or_duplicati
         ]
     };
     // HF #8626 (empty source + probabilities): duplicates or an IndexError. Here: left out, said so.
-    for (k, stop) in [None, Some(StopRule::AllExhausted), Some(StopRule::AllExhaustedWithoutReplacement)].into_iter().enumerate() {
+    for (k, stop) in
+        [None, Some(StopRule::AllExhausted), Some(StopRule::AllExhaustedWithoutReplacement)].into_iter().enumerate()
+    {
         let mut recipe = MixRecipe::new(&format!("edge-{k}"), sources()).seed(3);
         recipe.stop = stop;
         let started = Instant::now();
@@ -287,7 +298,9 @@ fn dedup_finds_planted_near_duplicates_with_recall_and_precision_and_keeps_drops
     let ws = Workspace::open(dir.path().join("ws")).unwrap();
     let recipe = MixRecipe::new(
         "deduped",
-        vec![MixSource::files("docs", [path.to_string_lossy()]).step(StepSpec::ExactDedup).step(StepSpec::near_dedup())],
+        vec![
+            MixSource::files("docs", [path.to_string_lossy()]).step(StepSpec::ExactDedup).step(StepSpec::near_dedup()),
+        ],
     )
     .stop(StopRule::AllExhaustedWithoutReplacement);
     let mix = ws.mix(&recipe).unwrap();
@@ -302,7 +315,12 @@ fn dedup_finds_planted_near_duplicates_with_recall_and_precision_and_keeps_drops
     let recall = true_positives / planted_near.len() as f64;
     let precision = true_positives / near.len().max(1) as f64;
     assert!(recall >= 0.9, "recall {recall}");
-    assert_eq!(precision, 1.0, "an unrelated document was dropped: {:?}", near.difference(&planted_near).collect::<Vec<_>>());
+    assert_eq!(
+        precision,
+        1.0,
+        "an unrelated document was dropped: {:?}",
+        near.difference(&planted_near).collect::<Vec<_>>()
+    );
     assert!(dropped.rows[0][3].starts_with("near-duplicate of docs row "), "{:?}", dropped.rows[0]);
     // The mix's data is its rows, never what was dropped beside them.
     let source = ws.dataset("deduped").unwrap().source().unwrap();
@@ -325,7 +343,9 @@ fn filters_across_sources_and_token_caps_with_the_recipe_tokenizer() {
     let recipe = MixRecipe::new(
         "filtered",
         vec![
-            MixSource::files("a", [a.to_string_lossy()]).step(StepSpec::drop_matching(r"document \d*3 ")).max_tokens(per_doc * 20 + 2),
+            MixSource::files("a", [a.to_string_lossy()])
+                .step(StepSpec::drop_matching(r"document \d*3 "))
+                .max_tokens(per_doc * 20 + 2),
             MixSource::files("b", [b.to_string_lossy()]),
         ],
     )
@@ -333,7 +353,8 @@ fn filters_across_sources_and_token_caps_with_the_recipe_tokenizer() {
     .tokenizer("gpt2")
     .stop(StopRule::AllExhaustedWithoutReplacement)
     .tokenize(TokenizeParams { max_length: 64, stride: 64, ..Default::default() });
-    let counts: HashSet<usize> = (0..50).map(|i| gpt2.encode(&format!("alpha document {i} says hello")).unwrap().len()).collect();
+    let counts: HashSet<usize> =
+        (0..50).map(|i| gpt2.encode(&format!("alpha document {i} says hello")).unwrap().len()).collect();
     assert_eq!(counts.len(), 1, "every document has {per_doc} tokens");
     let mix = ws.mix(&recipe).unwrap();
     let a_report = &mix.report.sources[0];
@@ -373,7 +394,15 @@ fn recipes_are_saved_with_history_exported_and_imported_and_follow_their_schema(
     assert_eq!(MixRecipe::from_file(&path).unwrap(), v2);
     let schema = MixRecipe::json_schema();
     let text = schema.to_string();
-    for name in ["sources", "strategy", "round_robin", "all_exhausted_without_replacement", "near_dedup", "max_repetitions", "hub"] {
+    for name in [
+        "sources",
+        "strategy",
+        "round_robin",
+        "all_exhausted_without_replacement",
+        "near_dedup",
+        "max_repetitions",
+        "hub",
+    ] {
         assert!(text.contains(name), "the schema names {name}");
     }
     // Running a recipe saves it (the version the report names).
@@ -394,9 +423,10 @@ fn a_hub_dataset_is_a_source_downloaded_once_with_its_commit_in_the_provenance()
     let dir = tempfile::tempdir().unwrap();
     let ws = ws_with(dir.path(), &[("local", 30)]);
     let hub = Hub::new(&server.url(), HubCache::new(dir.path().join("cache")));
-    let recipe = MixRecipe::new("with-hub", vec![MixSource::hub("tiny", "acme/tiny"), MixSource::dataset("local", "local")])
-        .strategy(Strategy::RoundRobin)
-        .stop(StopRule::AllExhaustedWithoutReplacement);
+    let recipe =
+        MixRecipe::new("with-hub", vec![MixSource::hub("tiny", "acme/tiny"), MixSource::dataset("local", "local")])
+            .strategy(Strategy::RoundRobin)
+            .stop(StopRule::AllExhaustedWithoutReplacement);
     let mix = ws.make(MixRun::new(&recipe).hub(hub.clone())).unwrap();
     assert_eq!(counts(&rows_of(&ws, "with-hub"), &["tiny", "local"]), [60, 30]);
     assert_eq!(mix.report.sources[0].revision, format!("hub commit {commit}"));

@@ -161,7 +161,9 @@ impl Schedule {
             _ => {}
         }
         let picked = match self.kind {
-            Kind::Sequential if self.stop == StopRule::FirstExhausted && (0..n).any(|i| self.active[i] && self.exhausted(i)) => {
+            Kind::Sequential
+                if self.stop == StopRule::FirstExhausted && (0..n).any(|i| self.active[i] && self.exhausted(i)) =>
+            {
                 None
             }
             Kind::Sequential => (0..n).find(|&i| self.eligible(i)),
@@ -246,7 +248,10 @@ pub(crate) fn plan(recipe: &MixRecipe, slots: &[Slot]) -> Result<MixPlan> {
             left_out.push((s.name.clone(), "empty after preprocessing and caps".to_string()));
         }
     }
-    let usable: Vec<&Slot> = slots.iter().filter(|s| s.epoch > 0 && (s.weight > 0.0 || !left_out.iter().any(|(n, _)| n == &s.name))).collect();
+    let usable: Vec<&Slot> = slots
+        .iter()
+        .filter(|s| s.epoch > 0 && (s.weight > 0.0 || !left_out.iter().any(|(n, _)| n == &s.name)))
+        .collect();
     // Asked shares that an empty source cannot give.
     let exact = matches!(recipe.strategy, Strategy::Weighted | Strategy::Deterministic)
         && matches!(recipe.stop, Some(StopRule::Total(_)));
@@ -276,7 +281,11 @@ pub(crate) fn plan(recipe: &MixRecipe, slots: &[Slot]) -> Result<MixPlan> {
         let why: Vec<String> = left_out.iter().map(|(n, w)| format!("`{n}`: {w}")).collect();
         return bad(format!("no source has rows to draw ({})", why.join("; ")));
     }
-    let most: u64 = slots.iter().filter(|s| s.weight > 0.0 || matches!(recipe.strategy, Strategy::Curriculum { .. })).map(|s| s.max_draws).sum();
+    let most: u64 = slots
+        .iter()
+        .filter(|s| s.weight > 0.0 || matches!(recipe.strategy, Strategy::Curriculum { .. }))
+        .map(|s| s.max_draws)
+        .sum();
     let asked = match (&recipe.strategy, recipe.stop) {
         (Strategy::Curriculum { phases }, _) => Some(phases.iter().map(|p| p.rows).sum::<u64>()),
         (_, Some(StopRule::Total(n))) => Some(n),
@@ -378,7 +387,13 @@ mod tests {
     use crate::mix::{MixSource, Phase};
 
     fn slot(name: &str, epoch: u64, weight: f64, reps: f64) -> Slot {
-        Slot { name: name.into(), epoch, max_draws: (epoch as f64 * reps).floor() as u64, max_repetitions: reps, weight }
+        Slot {
+            name: name.into(),
+            epoch,
+            max_draws: (epoch as f64 * reps).floor() as u64,
+            max_repetitions: reps,
+            weight,
+        }
     }
 
     fn recipe(strategy: Strategy, stop: Option<StopRule>, slots: &[Slot]) -> MixRecipe {
@@ -406,12 +421,24 @@ mod tests {
         assert_eq!(order(rr.clone(), Some(StopRule::AllExhaustedWithoutReplacement), &s), [0, 1, 2, 0, 2, 0]);
         // b starts again while a is not yet through (oversampling).
         assert_eq!(order(rr.clone(), Some(StopRule::AllExhausted), &s), [0, 1, 2, 0, 1, 2, 0]);
-        assert_eq!(rows(rr.clone(), Some(StopRule::AllExhausted), &s).unwrap_err().to_string().contains("`b` would be drawn 2 times"), true);
-        assert_eq!(order(rr, Some(StopRule::Total(4)), &[slot("a", 3, 1.0, 1.0), slot("c", 2, 1.0, 3.0)]), [0, 1, 0, 1]);
+        assert_eq!(
+            rows(rr.clone(), Some(StopRule::AllExhausted), &s)
+                .unwrap_err()
+                .to_string()
+                .contains("`b` would be drawn 2 times"),
+            true
+        );
+        assert_eq!(
+            order(rr, Some(StopRule::Total(4)), &[slot("a", 3, 1.0, 1.0), slot("c", 2, 1.0, 3.0)]),
+            [0, 1, 0, 1]
+        );
         let e = rows(seq, Some(StopRule::Total(7)), &s).unwrap_err().to_string();
         assert!(e.contains("asks for 7 rows but sequential strategy stops at 6"), "{e}");
         let e = rows(Strategy::RoundRobin, Some(StopRule::Total(11)), &s).unwrap_err().to_string();
-        assert!(e.contains("a total of 11 rows is more than the sources allow: 10") && e.contains("`c` 2 × 3 = 6"), "{e}");
+        assert!(
+            e.contains("a total of 11 rows is more than the sources allow: 10") && e.contains("`c` 2 × 3 = 6"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -453,7 +480,15 @@ mod tests {
         let s = [slot("a", 60, 3.0, 4.0), slot("b", 20, 1.0, 4.0)];
         let counts = |stop| rows(Strategy::Weighted, Some(stop), &s).unwrap();
         // Pinned for seed 0: a change here changes every weighted mix made with this saekit.
-        let all: Vec<Vec<u64>> = [StopRule::FirstExhausted, StopRule::AllExhausted, StopRule::AllExhaustedWithoutReplacement, StopRule::Total(100)].into_iter().map(counts).collect();
+        let all: Vec<Vec<u64>> = [
+            StopRule::FirstExhausted,
+            StopRule::AllExhausted,
+            StopRule::AllExhaustedWithoutReplacement,
+            StopRule::Total(100),
+        ]
+        .into_iter()
+        .map(counts)
+        .collect();
         assert_eq!(all, [vec![60, 17], vec![68, 20], vec![60, 20], vec![79, 21]]);
     }
 
@@ -465,7 +500,9 @@ mod tests {
         let p = plan(&recipe(Strategy::Deterministic, Some(StopRule::AllExhaustedWithoutReplacement), &s), &s).unwrap();
         assert_eq!(p.rows, [90, 10]);
         let tight = [slot("big", 90, 0.5, 1.0), slot("small", 10, 0.5, 2.0)];
-        let e = plan(&recipe(Strategy::Deterministic, Some(StopRule::AllExhausted), &tight), &tight).unwrap_err().to_string();
+        let e = plan(&recipe(Strategy::Deterministic, Some(StopRule::AllExhausted), &tight), &tight)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`small` would be drawn 89 times") && e.contains("may repeat 2× (20 draws)"), "{e}");
     }
 
@@ -491,7 +528,10 @@ mod tests {
     fn a_curriculum_gives_each_phase_its_exact_rows() {
         let s = [slot("web", 100, 1.0, 1.0), slot("code", 50, 1.0, 2.0)];
         let strategy = Strategy::Curriculum {
-            phases: vec![Phase::new("warmup", 10, [("web", 1.0)]), Phase::new("mixed", 30, [("web", 1.0), ("code", 2.0)])],
+            phases: vec![
+                Phase::new("warmup", 10, [("web", 1.0)]),
+                Phase::new("mixed", 30, [("web", 1.0), ("code", 2.0)]),
+            ],
         };
         let p = plan(&recipe(strategy.clone(), None, &s), &s).unwrap();
         assert_eq!(p.phases, [("warmup".to_string(), vec![10, 0]), ("mixed".to_string(), vec![10, 20])]);

@@ -384,7 +384,10 @@ impl MixRecipe {
                     }
                 }
                 if phase.rows > 0 && phase.weights.values().all(|w| *w == 0.0) {
-                    return bad(format!("phase `{}` has {} rows but no source with weight > 0", phase.name, phase.rows));
+                    return bad(format!(
+                        "phase `{}` has {} rows but no source with weight > 0",
+                        phase.name, phase.rows
+                    ));
                 }
             }
         }
@@ -518,8 +521,13 @@ mod tests {
         let r = MixRecipe::from_json(json).unwrap();
         assert_eq!(r.sources[0].weight, 1.0);
         assert_eq!(r.sources[1].caps.max_repetitions, Some(2.5));
-        assert_eq!(r.sources[1].preprocess[1], crate::steps::StepSpec::NearDedup { ngram: 5, bands: 20, rows: 5, seed: 1 });
-        assert!(matches!(&r.sources[2].from, SourceRef::Hub { split, revision, .. } if split == "train" && revision == "main"));
+        assert_eq!(
+            r.sources[1].preprocess[1],
+            crate::steps::StepSpec::NearDedup { ngram: 5, bands: 20, rows: 5, seed: 1 }
+        );
+        assert!(
+            matches!(&r.sources[2].from, SourceRef::Hub { split, revision, .. } if split == "train" && revision == "main")
+        );
         assert_eq!(r.rows_per_shard, 100_000);
         assert_eq!(MixRecipe::from_json(&r.to_json()).unwrap(), r);
         assert_eq!(r.hash(), MixRecipe::from_json(&r.to_json()).unwrap().hash());
@@ -528,7 +536,8 @@ mod tests {
         bad.stop = Some(StopRule::AllExhausted);
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("a curriculum ends after its phases"), "{e}");
-        let e = MixRecipe::from_json(&json.replace("\"max_repetitions\": 2.5", "\"max_repetitions\": 0.5")).unwrap_err();
+        let e =
+            MixRecipe::from_json(&json.replace("\"max_repetitions\": 2.5", "\"max_repetitions\": 0.5")).unwrap_err();
         assert!(e.to_string().contains("source `qa`: max_repetitions 0.5 must be ≥ 1"), "{e}");
     }
 }

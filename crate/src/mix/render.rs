@@ -77,7 +77,8 @@ impl Render for MixRecipe {
             .fact("seed", self.seed.to_string())
             .fact("recipe hash", self.hash()[..16].to_string());
         if !self.preprocess.is_empty() {
-            card = card.fact("mix steps", self.preprocess.iter().map(StepSpec::describe).collect::<Vec<_>>().join("; "));
+            card =
+                card.fact("mix steps", self.preprocess.iter().map(StepSpec::describe).collect::<Vec<_>>().join("; "));
         }
         if let Some(t) = &self.tokenizer {
             card = card.fact("tokenizer", t.clone());
@@ -107,7 +108,18 @@ impl MixReport {
     pub fn table(&self) -> Table {
         let mut table = Table::new(
             format!("mix {}: realised vs target", self.recipe),
-            &["source", "target rows", "rows", "target share", "share", "tokens", "epoch", "repetitions", "dropped", "note"],
+            &[
+                "source",
+                "target rows",
+                "rows",
+                "target share",
+                "share",
+                "tokens",
+                "epoch",
+                "repetitions",
+                "dropped",
+                "note",
+            ],
         );
         let total = self.total_rows.max(1) as f64;
         let target_total: f64 = self.sources.iter().map(|s| s.target_rows).sum::<f64>().max(1.0);
@@ -162,7 +174,14 @@ impl MixReport {
             for (of, steps) in [("source", &s.steps), ("mix", &s.mix_steps)] {
                 for c in steps {
                     let why: Vec<String> = c.reasons.iter().map(|(k, n)| format!("{k} {}", count(*n))).collect();
-                    table.row(vec![s.name.clone(), c.step.clone(), of.into(), count(c.seen), count(c.dropped), why.join(", ")]);
+                    table.row(vec![
+                        s.name.clone(),
+                        c.step.clone(),
+                        of.into(),
+                        count(c.seen),
+                        count(c.dropped),
+                        why.join(", "),
+                    ]);
                 }
             }
         }
@@ -186,7 +205,10 @@ impl Render for Mix {
             .fact("sources", r.sources.len().to_string())
             .fact("stop", r.stop.clone())
             .fact("seed", r.seed.to_string())
-            .fact("recipe", format!("{} v{} ({})", r.recipe, r.recipe_version, &r.recipe_hash[..16.min(r.recipe_hash.len())]))
+            .fact(
+                "recipe",
+                format!("{} v{} ({})", r.recipe, r.recipe_version, &r.recipe_hash[..16.min(r.recipe_hash.len())]),
+            )
             .fact("dropped", count(r.dropped_rows))
             .fact("time", format!("{:.2} s ({} rows/s)", r.seconds, count(rate as u64)))
             .fact("saekit", r.saekit_version.clone());
@@ -213,8 +235,11 @@ impl Render for RecipeHistory {
             let changed = match (&previous, now.as_object()) {
                 (None, _) => "first version".to_string(),
                 (Some(before), Some(fields)) => {
-                    let mut keys: Vec<&str> =
-                        fields.iter().filter(|(k, val)| before.get(k.as_str()) != Some(val)).map(|(k, _)| k.as_str()).collect();
+                    let mut keys: Vec<&str> = fields
+                        .iter()
+                        .filter(|(k, val)| before.get(k.as_str()) != Some(val))
+                        .map(|(k, _)| k.as_str())
+                        .collect();
                     if let Some(b) = before.as_object() {
                         keys.extend(b.keys().filter(|k| !fields.contains_key(k.as_str())).map(String::as_str));
                     }

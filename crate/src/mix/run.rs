@@ -162,7 +162,8 @@ impl Request for MixRun {
                 }
             };
             let provenance = provenance(recipe, &saved.version, &resolved);
-            let written = write_mix(recipe, &resolved, &slots, &plan, dir.path(), &provenance, encoder.as_deref(), ctx)?;
+            let written =
+                write_mix(recipe, &resolved, &slots, &plan, dir.path(), &provenance, encoder.as_deref(), ctx)?;
             let paths = dir.committed_paths(ws.root(), &written.files);
             let spec = SourceSpec {
                 paths: paths.clone(),
@@ -244,7 +245,11 @@ impl Request for MixRun {
         let dataset = ws.dataset_by_id(produced.id())?;
         let tokenization = match (&recipe.tokenize, &tokenizer) {
             (Some(params), Some(tokenizer)) => Some(ws.make_with(
-                crate::tokenize::Tokenize { dataset: dataset.name().into(), tokenizer: tokenizer.clone(), params: params.clone() },
+                crate::tokenize::Tokenize {
+                    dataset: dataset.name().into(),
+                    tokenizer: tokenizer.clone(),
+                    params: params.clone(),
+                },
                 ctx,
             )?),
             _ => None,
@@ -284,11 +289,8 @@ impl MixRun {
                     ws.ensure_dataset(&format!("mix/{}/{}", self.recipe.name, s.name), &source)?
                 }
                 SourceRef::Hub { repo, config, split, revision, text } => {
-                    let name = format!(
-                        "hub/{repo}/{}/{split}/{revision}",
-                        config.as_deref().unwrap_or("default")
-                    )
-                    .replace(|c: char| !(c.is_alphanumeric() || "-_./".contains(c)), "_");
+                    let name = format!("hub/{repo}/{}/{split}/{revision}", config.as_deref().unwrap_or("default"))
+                        .replace(|c: char| !(c.is_alphanumeric() || "-_./".contains(c)), "_");
                     match ws.dataset(&name) {
                         Ok(d) if d.status() == DatasetStatus::Ready => d,
                         _ => {
@@ -667,7 +669,8 @@ fn metadata_json(batch: &RecordBatch) -> Result<Option<Vec<String>>> {
     if batch.num_columns() <= 1 {
         return Ok(None);
     }
-    let meta = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>()).map_err(|e| Error::Source(e.to_string()))?;
+    let meta =
+        batch.project(&(1..batch.num_columns()).collect::<Vec<_>>()).map_err(|e| Error::Source(e.to_string()))?;
     let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
     writer.write(&meta).map_err(|e| Error::Source(format!("metadata as JSON: {e}")))?;
     writer.finish().map_err(|e| Error::Source(format!("metadata as JSON: {e}")))?;
@@ -716,7 +719,8 @@ fn write_shards(
             }
             let path = dir.join(format!("part-{shard:05}.parquet"));
             let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let w = ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(|e| Error::format(&path, e))?;
+            let w =
+                ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(|e| Error::format(&path, e))?;
             files.push(path.clone());
             current = Some((shard, path, w));
         }
@@ -857,10 +861,15 @@ fn write_mix(
         Ok((stats, tokens, files))
     })?;
     if written != plan.total {
-        return Err(Error::Source(format!("the mix wrote {} rows where its plan said {}", count(written), count(plan.total))));
+        return Err(Error::Source(format!(
+            "the mix wrote {} rows where its plan said {}",
+            count(written),
+            count(plan.total)
+        )));
     }
     let stats = stats.finish(0);
-    let schema_view = crate::sources::SchemaView::new(&schema, &[], &["text".to_string()], files.len(), "parquet".into());
+    let schema_view =
+        crate::sources::SchemaView::new(&schema, &[], &["text".to_string()], files.len(), "parquet".into());
     Ok(Written { files, tokens, stats, schema_view })
 }
 
@@ -915,7 +924,8 @@ impl DropWriter {
             let file = std::fs::File::create(&self.path).map_err(|e| Error::io(&self.path, e))?;
             let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
             self.writer = Some(
-                ArrowWriter::try_new(file, DropWriter::schema(), Some(props)).map_err(|e| Error::format(&self.path, e))?,
+                ArrowWriter::try_new(file, DropWriter::schema(), Some(props))
+                    .map_err(|e| Error::format(&self.path, e))?,
             );
         }
         if let Some(w) = self.writer.as_mut() {

@@ -116,7 +116,13 @@ impl Workspace {
         let versions = rows
             .into_iter()
             .map(|(version, hash, saved_at, body)| {
-                Ok(RecipeVersion { name: name.to_string(), version, hash, saved_at, recipe: MixRecipe::from_json(&body)? })
+                Ok(RecipeVersion {
+                    name: name.to_string(),
+                    version,
+                    hash,
+                    saved_at,
+                    recipe: MixRecipe::from_json(&body)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RecipeHistory { name: name.to_string(), versions })

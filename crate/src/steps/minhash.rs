@@ -91,10 +91,7 @@ impl MinHash {
             return Vec::new();
         }
         let n = self.ngram.min(words.len());
-        words
-            .windows(n)
-            .map(|gram| gram.iter().fold(n as u64, |h, w| mix64(h.rotate_left(17) ^ *w)))
-            .collect()
+        words.windows(n).map(|gram| gram.iter().fold(n as u64, |h, w| mix64(h.rotate_left(17) ^ *w))).collect()
     }
 
     /// The signature: per hash function, the minimum over the shingles (`u64::MAX` for no shingles).
@@ -158,7 +155,10 @@ impl NearDedup {
         }
         for (band, key) in keys.iter().enumerate() {
             if let Some(&(source, row)) = self.bands[band].get(key) {
-                return Verdict::Drop("near-duplicate", format!("near-duplicate of {} row {row} (band {band})", self.sources[source as usize]));
+                return Verdict::Drop(
+                    "near-duplicate",
+                    format!("near-duplicate of {} row {row} (band {band})", self.sources[source as usize]),
+                );
             }
         }
         let source = self.source_index(doc.source);

@@ -141,8 +141,10 @@ impl StepSpec {
                     (None, Some(h)) => Some(format!("≤ {h} {what}")),
                     (Some(l), Some(h)) => Some(format!("{l}–{h} {what}")),
                 };
-                let parts: Vec<String> =
-                    [bound("chars", min_chars, max_chars), bound("words", min_words, max_words)].into_iter().flatten().collect();
+                let parts: Vec<String> = [bound("chars", min_chars, max_chars), bound("words", min_words, max_words)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 format!("length {}", parts.join(", "))
             }
             StepSpec::Regex { pattern, keep_matching } => {
@@ -161,7 +163,8 @@ impl StepSpec {
         let bad = |m: String| Err(Error::InvalidArgument(format!("step `{}`: {m}", self.name())));
         match self {
             StepSpec::Length { min_chars, max_chars, min_words, max_words } => {
-                if min_chars.zip(*max_chars).is_some_and(|(l, h)| l > h) || min_words.zip(*max_words).is_some_and(|(l, h)| l > h)
+                if min_chars.zip(*max_chars).is_some_and(|(l, h)| l > h)
+                    || min_words.zip(*max_words).is_some_and(|(l, h)| l > h)
                 {
                     return bad("a minimum is above its maximum".into());
                 }
@@ -173,7 +176,9 @@ impl StepSpec {
             StepSpec::ExactDedup => Ok(()),
             StepSpec::NearDedup { ngram, bands, rows, .. } => {
                 if *ngram == 0 || *bands == 0 || *rows == 0 || bands * rows > 4096 {
-                    return bad(format!("ngram, bands and rows must be ≥ 1 and bands × rows ≤ 4096 (got {ngram}, {bands}, {rows})"));
+                    return bad(format!(
+                        "ngram, bands and rows must be ≥ 1 and bands × rows ≤ 4096 (got {ngram}, {bands}, {rows})"
+                    ));
                 }
                 Ok(())
             }
@@ -253,7 +258,10 @@ impl Step for RegexFilter {
 
     fn check(&mut self, doc: &Doc) -> Verdict {
         match (self.regex.find(doc.text), self.keep_matching) {
-            (Some(m), false) => Verdict::Drop("matches", format!("matches /{}/ at {:?}", self.regex.as_str(), crate::display::truncate(m.as_str(), 40))),
+            (Some(m), false) => Verdict::Drop(
+                "matches",
+                format!("matches /{}/ at {:?}", self.regex.as_str(), crate::display::truncate(m.as_str(), 40)),
+            ),
             (None, true) => Verdict::Drop("does not match", format!("does not match /{}/", self.regex.as_str())),
             _ => Verdict::Keep,
         }
@@ -380,8 +388,12 @@ mod tests {
 
     #[test]
     fn a_chain_counts_what_each_step_saw_and_dropped_and_why() {
-        let mut chain = Chain::new(&[StepSpec::words(Some(2), Some(4)), StepSpec::drop_matching("(?i)lorem"), StepSpec::ExactDedup])
-            .unwrap();
+        let mut chain = Chain::new(&[
+            StepSpec::words(Some(2), Some(4)),
+            StepSpec::drop_matching("(?i)lorem"),
+            StepSpec::ExactDedup,
+        ])
+        .unwrap();
         let texts = ["one", "two words", "Lorem ipsum", "TWO   words ", "a b c d e", "three more words"];
         let docs: Vec<Doc> = texts.iter().enumerate().map(|(i, t)| doc(t, i as u64)).collect();
         let mut drops = Vec::new();
@@ -390,7 +402,12 @@ mod tests {
         assert_eq!(
             chain.counts(),
             [
-                StepCount { step: "length".into(), seen: 6, dropped: 2, reasons: reasons(&[("too long", 1), ("too short", 1)]) },
+                StepCount {
+                    step: "length".into(),
+                    seen: 6,
+                    dropped: 2,
+                    reasons: reasons(&[("too long", 1), ("too short", 1)])
+                },
                 StepCount { step: "regex".into(), seen: 4, dropped: 1, reasons: reasons(&[("matches", 1)]) },
                 StepCount { step: "exact_dedup".into(), seen: 3, dropped: 1, reasons: reasons(&[("duplicate", 1)]) },
             ]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Subcommand;
+use saekit::Result;
 use saekit::catalog::Workspace;
 use saekit::display::Render;
 use saekit::jobs::TerminalBar;
 use saekit::mix::{MixRecipe, MixRun};
-use saekit::Result;
 
 #[derive(Subcommand)]
 pub enum MixCommand {
@@ -76,7 +76,9 @@ pub fn mix(command: MixCommand, open: impl FnOnce() -> Result<Workspace>) -> Res
             }
         }
         MixCommand::Check { recipe } => println!("{}", MixRecipe::from_file(&recipe)?.bundle().plain()),
-        MixCommand::Schema => println!("{}", serde_json::to_string_pretty(&MixRecipe::json_schema()).unwrap_or_default()),
+        MixCommand::Schema => {
+            println!("{}", serde_json::to_string_pretty(&MixRecipe::json_schema()).unwrap_or_default())
+        }
         MixCommand::Save { recipe } => {
             let saved = open()?.save_recipe(&MixRecipe::from_file(&recipe)?)?;
             println!("saved recipe {} version {} ({})", saved.name, saved.version, &saved.hash[..12]);
