@@ -2,7 +2,7 @@
 //! the near-dedup S-curve (static SVG beside plain text, every dataset-derived string escaped).
 
 use super::recipe::{MixRecipe, SourceRef};
-use super::table::RecipeHistory;
+use super::table::{RecipeHistory, RecipeVersion};
 use super::{Mix, MixReport};
 use crate::display::{BarChart, Card, MimeBundle, Render, Table};
 use crate::error::count;
@@ -251,5 +251,16 @@ impl Render for RecipeHistory {
             previous = Some(now);
         }
         table.bundle()
+    }
+}
+
+impl Render for RecipeVersion {
+    fn bundle(&self) -> MimeBundle {
+        Card::new(format!("mix recipe {} v{}", self.name, self.version))
+            .fact("saved", self.saved_at.clone())
+            .fact("hash", self.hash[..16.min(self.hash.len())].to_string())
+            .fact("sources", self.recipe.sources.len().to_string())
+            .fact("strategy", self.recipe.strategy.as_str())
+            .bundle()
     }
 }
