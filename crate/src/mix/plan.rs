@@ -103,7 +103,7 @@ impl Schedule {
             phase_drawn: vec![0; n],
             total: 0,
             phase_total: 0,
-            rng: Rng::new(recipe.seed, 0x6d69_78),
+            rng: Rng::new(recipe.seed, 0x006d_6978),
             cursor: 0,
             phases,
             phase: 0,
@@ -421,13 +421,8 @@ mod tests {
         assert_eq!(order(rr.clone(), Some(StopRule::AllExhaustedWithoutReplacement), &s), [0, 1, 2, 0, 2, 0]);
         // b starts again while a is not yet through (oversampling).
         assert_eq!(order(rr.clone(), Some(StopRule::AllExhausted), &s), [0, 1, 2, 0, 1, 2, 0]);
-        assert_eq!(
-            rows(rr.clone(), Some(StopRule::AllExhausted), &s)
-                .unwrap_err()
-                .to_string()
-                .contains("`b` would be drawn 2 times"),
-            true
-        );
+        let e = rows(rr.clone(), Some(StopRule::AllExhausted), &s).unwrap_err().to_string();
+        assert!(e.contains("`b` would be drawn 2 times"), "{e}");
         assert_eq!(
             order(rr, Some(StopRule::Total(4)), &[slot("a", 3, 1.0, 1.0), slot("c", 2, 1.0, 3.0)]),
             [0, 1, 0, 1]
