@@ -50,7 +50,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::hub::{DatasetRepo, DownloadPlan, Hub, Selection};
     pub use crate::jobs::{Job, JobContext, JobStatus};
-    pub use crate::mix::{Mix, MixRecipe, MixSource, Phase, StopRule, Strategy};
+    pub use crate::mix::{Manifest, Mix, MixRecipe, MixSource, Phase, StopRule, Strategy};
     pub use crate::models::{Forward, HookPoint, Model, ModelOutput, TokenBatch};
     pub use crate::report::Report;
     pub use crate::sae::{RunConfig, Sae, SaeRun, SaeRunSpec, SaeSpec};

@@ -3,6 +3,8 @@
 //! counts of strategies and stop rules, the infeasible-mix errors, HF's edge cases, dedup recall and
 //! precision on planted near-duplicates, token caps, recipe history, and a kill -9 mid-mix.
 
+#[path = "mix/manifest.rs"]
+mod manifest;
 mod support;
 
 use std::collections::HashSet;

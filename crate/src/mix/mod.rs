@@ -6,8 +6,10 @@
 //! The counts are decided before any row is written ([`plan`]), so a mix that cannot be met is an error
 //! that names the source and the numbers, and the realised rows are exactly the planned ones. Rooms:
 //! `recipe` (the serde types and their schema), `plan` (the schedule), `run` (the job), `table` (the
-//! catalog's `mixes` and `mix_recipes`), `render` (cards and charts).
+//! catalog's `mixes` and `mix_recipes`), `render` (cards and charts), and `manifest` (bucket manifests and
+//! their phases, sampled to exactly N examples by the same plan code).
 
+pub mod manifest;
 mod plan;
 mod recipe;
 mod render;
@@ -16,7 +18,8 @@ mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use plan::MixPlan;
+pub use manifest::Manifest;
+pub use plan::{MixPlan, apportion};
 pub use recipe::{Caps, MixRecipe, MixSource, Phase, SourceRef, StopRule, Strategy};
 pub use run::MixRun;
 pub use table::{MixRecord, RecipeHistory, RecipeVersion};

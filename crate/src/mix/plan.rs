@@ -114,6 +114,38 @@ impl Schedule {
         schedule
     }
 
+    /// The deterministic interleave of fixed counts: `counts[i]` rows from source `i`, `Σ counts` in all,
+    /// each next row from the source furthest behind its share, so every prefix stays within one row of
+    /// its share and the counts are met exactly.
+    pub(crate) fn exact(counts: &[u64]) -> Schedule {
+        let total: u64 = counts.iter().sum();
+        let slots = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Slot { name: i.to_string(), epoch: c, max_draws: c, max_repetitions: 1.0, weight: c as f64 })
+            .collect::<Vec<_>>();
+        let n = slots.len();
+        let mut schedule = Schedule {
+            kind: Kind::Deterministic,
+            stop: StopRule::Total(total),
+            weights: counts.iter().map(|&c| c as f64).collect(),
+            active: vec![false; n],
+            slots,
+            drawn: vec![0; n],
+            phase_drawn: vec![0; n],
+            total: 0,
+            phase_total: 0,
+            rng: Rng::new(0, 0),
+            cursor: 0,
+            phases: Vec::new(),
+            phase: 0,
+            finished: false,
+            overdrawn: None,
+        };
+        schedule.enter_phase();
+        schedule
+    }
+
     fn enter_phase(&mut self) {
         if let Some((_, weights)) = self.phases.get(self.phase) {
             self.weights = weights.clone();
@@ -352,6 +384,32 @@ pub(crate) fn plan(recipe: &MixRecipe, slots: &[Slot]) -> Result<MixPlan> {
     Ok(MixPlan { rows, targets, phases: phase_rows, total, left_out })
 }
 
+/// Largest-remainder (Hamilton) apportionment: `total` split over `weights` in proportion, each share
+/// rounded down, then the rows left over one each to the largest remainders (ties to the earlier index).
+/// Weights are taken to 12 decimal places and the arithmetic is exact integers, so shares such as
+/// 0.1/0.2/0.7 of 10 give exactly 1/2/7. Weights must be finite and ≥ 0 with a positive sum.
+pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
+    const SCALE: f64 = 1e12;
+    let w: Vec<u128> = weights.iter().map(|&x| (x.max(0.0) * SCALE).round() as u128).collect();
+    let sum: u128 = w.iter().sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let n = total as u128;
+    let mut counts: Vec<u64> = w.iter().map(|&wi| (n * wi / sum) as u64).collect();
+    let mut left = total - counts.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..w.len()).filter(|&i| w[i] > 0).collect();
+    order.sort_by(|&a, &b| (n * w[b] % sum).cmp(&(n * w[a] % sum)).then(a.cmp(&b)));
+    for &i in order.iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    counts
+}
+
 /// What each source's rows aim at: its share under the strategy, times the total.
 fn targets(recipe: &MixRecipe, slots: &[Slot], schedule: &Schedule, total: u64) -> Vec<f64> {
     let active: Vec<bool> = slots.iter().map(|s| s.weight > 0.0 && s.epoch > 0).collect();
@@ -434,6 +492,44 @@ mod tests {
             e.contains("a total of 11 rows is more than the sources allow: 10") && e.contains("`c` 2 × 3 = 6"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn largest_remainder_counts_are_exact_for_shares_that_are_not_integers() {
+        assert_eq!(apportion(10, &[0.1, 0.2, 0.7]), [1, 2, 7]);
+        // 1000 × (1/3, 1/3, 1/3): 333.33 each, the one left over to the first.
+        assert_eq!(apportion(1000, &[1.0 / 3.0; 3]), [334, 333, 333]);
+        // 7 × (0.45, 0.35, 0.2) = 3.15, 2.45, 1.4: floors 3, 2, 1, the last row to 0.45 (largest remainder).
+        assert_eq!(apportion(7, &[0.45, 0.35, 0.2]), [3, 3, 1]);
+        // 101 × (0.5, 0.25, 0.25) = 50.5, 25.25, 25.25.
+        assert_eq!(apportion(101, &[0.5, 0.25, 0.25]), [51, 25, 25]);
+        // Equal remainders go to the earlier index; a zero weight gets nothing.
+        assert_eq!(apportion(3, &[0.5, 0.0, 0.5]), [2, 0, 1]);
+        assert_eq!(apportion(0, &[0.3, 0.7]), [0, 0]);
+        assert_eq!(apportion(5, &[0.0, 0.0]), [0, 0]);
+        for total in [1u64, 2, 3, 17, 999, 1_000_003] {
+            let c = apportion(total, &[0.3, 0.25, 0.2, 0.15, 0.1]);
+            assert_eq!(c.iter().sum::<u64>(), total);
+            for (ci, w) in c.iter().zip([0.3, 0.25, 0.2, 0.15, 0.1]) {
+                assert!((*ci as f64 - total as f64 * w).abs() < 1.0, "{total}: {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_exact_interleave_meets_its_counts_and_keeps_every_prefix_close() {
+        let counts = [5u64, 0, 3, 2];
+        let order: Vec<usize> = Schedule::exact(&counts).collect();
+        assert_eq!(order, [0, 2, 3, 0, 0, 2, 0, 3, 2, 0]);
+        let mut seen = [0u64; 4];
+        for (t, &i) in order.iter().enumerate() {
+            seen[i] += 1;
+            for j in 0..4 {
+                assert!((seen[j] as f64 - (t + 1) as f64 * counts[j] as f64 / 10.0).abs() <= 1.0);
+            }
+        }
+        assert_eq!(seen, counts);
+        assert_eq!(Schedule::exact(&[0, 0]).count(), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 mod csv;
 mod documents;
 mod jsonl;
-mod open;
+pub(crate) mod open;
 mod parquet;
 mod read;
 mod render;

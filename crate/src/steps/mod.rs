@@ -11,7 +11,7 @@
 //! (about 14 × 24 bytes at the defaults).
 
 pub mod minhash;
-mod text;
+pub(crate) mod text;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

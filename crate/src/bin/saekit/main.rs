@@ -3,6 +3,7 @@
 //! `saekit completions bash|zsh|fish`); each command is a thin shell over the library.
 
 mod activations;
+mod manifest;
 mod mix;
 mod models;
 mod pages;
@@ -114,6 +115,8 @@ enum Command {
     /// Training mixes: run a recipe over many sources, its schema, saved versions and reports
     #[command(subcommand)]
     Mix(mix::MixCommand),
+    /// Bucket manifests: analyse a JSONL into buckets, add buckets, store phases, sample exactly N examples
+    Manifest(manifest::ManifestArgs),
     /// What the workspace holds on disk, by kind
     Du,
     /// Sparse autoencoders in SAELens' layout: make one, show one, run one
@@ -349,6 +352,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Activations(command) => activations::activations(command, open_workspace()?),
         Command::Sae(command) => sae::sae(command),
         Command::Mix(command) => mix::mix(command, open_workspace),
+        Command::Manifest(args) => manifest::manifest(args),
         Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
         Command::Runs { json } => train::runs(open_workspace()?, json),
         Command::Eval { run, sequences, json } => train::eval(&run, open_workspace()?, sequences, json),
