@@ -544,6 +544,17 @@ mod tests {
     }
 
     #[test]
+    fn the_published_schema_is_the_types_schema() {
+        let published: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schema/manifest.schema.json")).unwrap();
+        assert_eq!(
+            published,
+            Manifest::schema(),
+            "crate/schema/manifest.schema.json is out of date: regenerate it with `saekit manifest schema`"
+        );
+    }
+
+    #[test]
     fn normalisation_scales_a_phase_to_one() {
         let p = Phase::new("p").weight("a", 2.0).weight("b", 6.0).normalized();
         assert_eq!(p.weights["a"], 0.25);
