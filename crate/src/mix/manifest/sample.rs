@@ -231,7 +231,7 @@ impl Manifest {
         if !short.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "cannot sample {} for {} of manifest `{}`: {}. Lower the weight or the total, add examples, or \
-                 allow repetition (--max-repetitions)",
+                 allow repetition (max_repetitions, --max-repetitions)",
                 examples(total),
                 spec.phase.as_deref().map_or("the buckets' own weights".to_string(), |p| format!("phase `{p}`")),
                 self.name,
