@@ -198,7 +198,7 @@ fn every_extra_field_of_every_example_is_kept_and_the_same_seed_gives_the_same_f
     // Interleaved: every prefix within one example of each bucket's count share.
     let shares: Vec<f64> = s.buckets.iter().map(|b| b.rows as f64 / 150.0).collect();
     let names: Vec<&str> = s.buckets.iter().map(|b| b.name.as_str()).collect();
-    let mut seen = vec![0f64; 4];
+    let mut seen = [0f64; 4];
     for (t, l) in lines.iter().enumerate() {
         let i = names.iter().position(|n| *n == bucket_of(l)).unwrap();
         seen[i] += 1.0;

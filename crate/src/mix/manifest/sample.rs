@@ -265,7 +265,7 @@ impl Manifest {
             Order::Shuffled => {
                 let mut o: Vec<usize> =
                     counts.iter().enumerate().flat_map(|(i, &c)| std::iter::repeat_n(i, c as usize)).collect();
-                Rng::new(seed, 0x6f72_6465_72).shuffle(&mut o);
+                Rng::new(seed, 0x006f_7264_6572).shuffle(&mut o);
                 o
             }
         };
