@@ -12,6 +12,7 @@
 mod csv;
 mod documents;
 mod jsonl;
+pub(crate) mod lines;
 pub(crate) mod open;
 mod parquet;
 mod read;
