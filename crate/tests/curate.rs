@@ -358,3 +358,64 @@ fn exports_read_back_and_shards_carry_their_hashes() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn a_curated_dataset_is_a_catalog_artifact_with_lineage_steps_and_splits() {
+    use saekit::curate::{Curate, CurateStep};
+    use saekit::steps::StepSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.jsonl");
+    let mut lines = String::new();
+    for i in 0..60 {
+        lines.push_str(&json!({"question": format!("<p>Question   number {i}?</p>"), "answer": format!("Answer&amp;{i}"), "task": if i % 3 == 0 { "math" } else { "chat" }}).to_string());
+        lines.push('\n');
+    }
+    // Two exact duplicates (after cleaning) and one too short.
+    lines.push_str("{\"question\": \"<b>Question number 1?</b>\", \"answer\": \"Answer&amp;1\", \"task\": \"chat\"}\n");
+    lines.push_str("{\"question\": \"Question  number 2?\", \"answer\": \"Answer&2\", \"task\": \"chat\"}\n");
+    lines.push_str("{\"question\": \"?\", \"answer\": \"\", \"task\": \"chat\"}\n");
+    std::fs::write(&path, lines).unwrap();
+    let ws = saekit::Workspace::open(dir.path().join("ws")).unwrap();
+    let read = ReadSpec::new().map("input", "question").map("output", "answer").map("task", "task");
+    let request = Curate::file("qa-clean", &path, read)
+        .step(CurateStep::clean())
+        .step(CurateStep::filter(StepSpec::chars(Some(5), None)))
+        .step(CurateStep::filter(StepSpec::ExactDedup))
+        .step(CurateStep::enrich(false))
+        .split(SplitSpec::new(&[("train", 0.75), ("test", 0.25)]).seed(2).stratify("task"));
+    let curated = ws.curate(&request).unwrap();
+    let counts: Vec<(String, u64, u64, u64)> =
+        curated.steps.iter().map(|s| (s.step.clone(), s.seen, s.changed, s.dropped)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("clean".to_string(), 63, 62, 0),
+            ("length".to_string(), 63, 0, 1),
+            ("exact_dedup".to_string(), 62, 0, 2),
+            ("enrich".to_string(), 60, 60, 0),
+        ]
+    );
+    assert_eq!(curated.steps[2].examples[0], ("line 61".to_string(), "duplicate of line 2".to_string()));
+    assert_eq!(curated.records.rows[0]["input"], "Question number 0?");
+    assert_eq!(curated.records.rows[0]["output"], "Answer&0");
+    assert_eq!(curated.records.rows[0]["metadata"]["input_chars"], 18);
+    assert_eq!(curated.splits.as_ref().unwrap().counts(), [45, 15]);
+
+    // In the catalog: a dataset made from the registered input, one Parquet file per split.
+    let dataset = ws.dataset("qa-clean").unwrap();
+    assert_eq!(dataset.row().num_rows, Some(60));
+    let lineage = dataset.lineage().unwrap().bundle().plain().to_string();
+    assert!(lineage.contains("curate/qa-clean/input"), "{lineage}");
+    let source = dataset.source().unwrap();
+    let names: Vec<String> =
+        source.files().iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["train.parquet", "test.parquet"]);
+    let train = Records::read(&source.files()[0], &ReadSpec::new()).unwrap();
+    assert_eq!(train.len(), 45);
+    assert!(train.rows.iter().all(|r| r["split"] == "train"));
+    let meta = &dataset.row().metadata["curation"];
+    assert_eq!(meta["input_records"], 63);
+    assert!(curated.bundle().plain().contains("exact_dedup"));
+    // The same name again is refused (a catalog name is made once).
+    assert!(ws.curate(&request).is_err());
+}

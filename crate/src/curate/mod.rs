@@ -1,6 +1,7 @@
 //! Curation: training examples read from JSONL (plain, `.gz`, `.zst`), CSV (with a column list when it
 //! has no header) or Parquet into records of the user's shape ([`ReadSpec`]: `input`, `output`, `task`,
-//! `metadata`, …), validated ([`validate`]: schema, quality, duplicates, balance, readiness, with
+//! `metadata`, …), preprocessed ([`preprocess`]: clean, filter, quality, enrich, counted per step),
+//! validated ([`validate`]: schema, quality, duplicates, balance, readiness, with
 //! thresholds and a self-contained report), split exactly ([`split`]: seeded, stratified, no identical
 //! input in two splits) and written ([`export`]: JSONL, CSV, Parquet, the Hugging Face JSON document,
 //! sharded with a manifest of hashes). Duplicates use the same steps as mixes ([`crate::steps`]).
@@ -8,10 +9,12 @@
 //! Records are held in memory (one JSON object each): curation sets are instruction-tuning sized; the
 //! large pretraining path is the catalog's streamed sources and mixes.
 //!
-//! Rooms: this file (records and reading), `validate`, `split`, `export`, `render`.
+//! Rooms: this file (records and reading), `preprocess`, `validate`, `split`, `export`, `render`.
 
 pub mod export;
+pub mod preprocess;
 mod render;
+pub mod run;
 pub mod split;
 pub mod validate;
 
@@ -22,7 +25,9 @@ use std::sync::atomic::AtomicU64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use export::{ExportFormat, ExportReport, ExportSpec, ExportedFile};
+pub use export::{ExportFormat, ExportReport, ExportSpec, ExportedFile, ParquetCompression};
+pub use preprocess::{CurateStep, Normalization, StepReport};
+pub use run::{Curate, CurateInput, Curated};
 pub use split::{SplitSpec, Splits};
 pub use validate::{Check, QualityRule, Thresholds, ValidateSpec, ValidationReport};
 

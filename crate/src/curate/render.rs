@@ -255,3 +255,42 @@ impl Render for Records {
             .bundle()
     }
 }
+
+/// What each step of a chain did.
+pub fn steps_table(steps: &[super::StepReport]) -> Table {
+    let mut table = Table::new("preprocessing", &["step", "what", "seen", "changed", "dropped", "first drops"]);
+    for s in steps {
+        let first: Vec<String> = s.examples.iter().take(3).map(|(at, why)| format!("{at}: {why}")).collect();
+        table.row(vec![
+            s.step.clone(),
+            s.description.clone(),
+            count(s.seen),
+            count(s.changed),
+            count(s.dropped),
+            truncate(&first.join("; "), 200),
+        ]);
+    }
+    table
+}
+
+impl Render for super::Curated {
+    fn bundle(&self) -> MimeBundle {
+        let row = self.dataset.row();
+        let input_records = self.steps.first().map_or(self.records.len() as u64, |s| s.seen);
+        let mut card = Card::new(format!("curated dataset {}", row.name))
+            .badge("curate")
+            .fact("input", self.records.path.display().to_string())
+            .fact("records", format!("{} in, {} out", count(input_records), count(self.records.len() as u64)))
+            .fact("artifact", format!("#{}", row.id));
+        if !self.records.sha256.is_empty() {
+            card = card.fact("input sha256", self.records.sha256[..16].to_string());
+        }
+        if !self.steps.is_empty() {
+            card = card.section(&steps_table(&self.steps).bundle());
+        }
+        if let Some(s) = &self.splits {
+            card = card.section(&s.bundle());
+        }
+        card.bundle()
+    }
+}
