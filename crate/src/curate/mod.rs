@@ -13,7 +13,7 @@
 
 pub mod export;
 pub mod preprocess;
-mod render;
+pub mod render;
 pub mod run;
 pub mod split;
 pub mod validate;

@@ -35,15 +35,25 @@ impl ValidationReport {
         table
     }
 
-    /// What the failing (and other) checks found, up to `limit` per check.
-    pub fn findings_table(&self, limit: usize) -> Table {
-        let mut table = Table::new("findings", &["check", "where", "what"]);
+    /// What the checks found, up to `limit` per check, with each example's input when the records are
+    /// given (escaped, cut short).
+    pub fn findings_table(&self, limit: usize, records: Option<&Records>) -> Table {
+        let mut table = Table::new("findings", &["check", "where", "what", "input"]);
         for c in &self.checks {
             for f in c.findings.iter().take(limit) {
-                table.row(vec![c.name.clone(), f.location.clone(), truncate(&f.detail, 160)]);
+                let input = records
+                    .filter(|r| f.index < r.len())
+                    .map(|r| truncate(&r.text(f.index, &self.spec.input), 100))
+                    .unwrap_or_default();
+                table.row(vec![c.name.clone(), f.location.clone(), truncate(&f.detail, 160), input]);
             }
             if c.findings.len() > limit {
-                table.row(vec![c.name.clone(), "…".into(), format!("{} more", c.findings.len() - limit)]);
+                table.row(vec![
+                    c.name.clone(),
+                    "…".into(),
+                    format!("{} more", c.findings.len() - limit),
+                    String::new(),
+                ]);
             }
         }
         table
@@ -138,7 +148,7 @@ impl ValidationReport {
             card = card.section(&self.worst_table(records).bundle());
         }
         if self.checks.iter().any(|c| !c.findings.is_empty()) {
-            card = card.section(&self.findings_table(20).bundle());
+            card = card.section(&self.findings_table(20, records).bundle());
         }
         card
     }

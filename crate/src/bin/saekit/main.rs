@@ -3,6 +3,7 @@
 //! `saekit completions bash|zsh|fish`); each command is a thin shell over the library.
 
 mod activations;
+mod curate;
 mod manifest;
 mod mix;
 mod models;
@@ -115,6 +116,12 @@ enum Command {
     /// Training mixes: run a recipe over many sources, its schema, saved versions and reports
     #[command(subcommand)]
     Mix(mix::MixCommand),
+    /// Validate a file of training examples: schema, quality, duplicates, balance, readiness (exit 1 when
+    /// a check fails)
+    Validate(curate::ValidateArgs),
+    /// Curation: convert and preprocess, split, or curate into the workspace
+    #[command(subcommand)]
+    Curate(curate::CurateCommand),
     /// Bucket manifests: analyse a JSONL into buckets, add buckets, store phases, sample exactly N examples
     Manifest(manifest::ManifestArgs),
     /// What the workspace holds on disk, by kind
@@ -353,6 +360,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sae(command) => sae::sae(command),
         Command::Mix(command) => mix::mix(command, open_workspace),
         Command::Manifest(args) => manifest::manifest(args),
+        Command::Validate(args) => curate::validate(args),
+        Command::Curate(command) => curate::curate(command, open_workspace),
         Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
         Command::Runs { json } => train::runs(open_workspace()?, json),
         Command::Eval { run, sequences, json } => train::eval(&run, open_workspace()?, sequences, json),
