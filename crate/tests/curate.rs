@@ -379,6 +379,7 @@ fn a_curated_dataset_is_a_catalog_artifact_with_lineage_steps_and_splits() {
     let read = ReadSpec::new().map("input", "question").map("output", "answer").map("task", "task");
     let request = Curate::file("qa-clean", &path, read)
         .step(CurateStep::clean())
+        .step(CurateStep::require_input_output())
         .step(CurateStep::filter(StepSpec::chars(Some(5), None)))
         .step(CurateStep::filter(StepSpec::ExactDedup))
         .step(CurateStep::enrich(false))
@@ -390,12 +391,14 @@ fn a_curated_dataset_is_a_catalog_artifact_with_lineage_steps_and_splits() {
         counts,
         [
             ("clean".to_string(), 63, 62, 0),
-            ("length".to_string(), 63, 0, 1),
+            ("require".to_string(), 63, 0, 1),
+            ("length".to_string(), 62, 0, 0),
             ("exact_dedup".to_string(), 62, 0, 2),
             ("enrich".to_string(), 60, 60, 0),
         ]
     );
-    assert_eq!(curated.steps[2].examples[0], ("line 61".to_string(), "duplicate of line 2".to_string()));
+    assert_eq!(curated.steps[1].examples[0], ("line 63".to_string(), "`output` is empty".to_string()));
+    assert_eq!(curated.steps[3].examples[0], ("line 61".to_string(), "duplicate of line 2".to_string()));
     assert_eq!(curated.records.rows[0]["input"], "Question number 0?");
     assert_eq!(curated.records.rows[0]["output"], "Answer&0");
     assert_eq!(curated.records.rows[0]["metadata"]["input_chars"], 18);

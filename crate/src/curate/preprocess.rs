@@ -4,6 +4,7 @@
 //! - `clean`: on chosen fields, Unicode normalisation (NFC or NFKC), whitespace (runs of spaces and tabs
 //!   as one, lines trimmed at the end, three or more newlines as two, the whole trimmed), lower case,
 //!   markup stripped (tags removed, the common entities decoded).
+//! - `require`: drops records missing a required field or with the wrong type.
 //! - `filter`: any of the shared steps ([`StepSpec`]: length, regex, exact and near dedup) over the
 //!   record's text (its input and output).
 //! - `quality`: drops records whose quality score ([`super::validate`]'s rules) is below a threshold.
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 use unicode_normalization_alignments::UnicodeNormalization;
 
 use super::Records;
-use super::validate::{QualityRule, ValidateSpec};
+use super::validate::{FieldRule, QualityRule, ValidateSpec};
 use crate::error::Result;
 use crate::steps::{Doc, Step, StepSpec, Verdict};
 
@@ -44,6 +45,8 @@ pub enum CurateStep {
         #[serde(default)]
         strip_markup: bool,
     },
+    /// Drops records missing a required field or with the wrong type.
+    Require { fields: Vec<FieldRule> },
     /// A shared filter or deduplicator over the record's input and output.
     Filter { filter: StepSpec },
     /// Drops records scoring below `min_quality` under the default quality rules (or `rules`).
@@ -74,6 +77,11 @@ impl CurateStep {
         }
     }
 
+    /// Drops records whose `input` and `output` are not non-empty strings.
+    pub fn require_input_output() -> CurateStep {
+        CurateStep::Require { fields: ValidateSpec::default().required }
+    }
+
     pub fn filter(spec: StepSpec) -> CurateStep {
         CurateStep::Filter { filter: spec }
     }
@@ -89,6 +97,7 @@ impl CurateStep {
     pub fn name(&self) -> String {
         match self {
             CurateStep::Clean { .. } => "clean".into(),
+            CurateStep::Require { .. } => "require".into(),
             CurateStep::Filter { filter } => filter.name().into(),
             CurateStep::Quality { .. } => "quality".into(),
             CurateStep::Enrich { .. } => "enrich".into(),
@@ -108,6 +117,9 @@ impl CurateStep {
                     }
                 }
                 format!("clean {} of {}", what.join(", "), fields.join(", "))
+            }
+            CurateStep::Require { fields } => {
+                format!("require {}", fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", "))
             }
             CurateStep::Filter { filter } => filter.describe(),
             CurateStep::Quality { min_quality, .. } => format!("quality ≥ {min_quality}"),
@@ -244,6 +256,16 @@ pub fn preprocess(
                         }
                     }
                     report.changed += changed as u64;
+                }
+            }
+            CurateStep::Require { fields } => {
+                for (i, k) in keep.iter_mut().enumerate() {
+                    if let Some(p) = fields.iter().find_map(|f| f.problem(&current, i)) {
+                        *k = false;
+                        if report.examples.len() < SHOWN {
+                            report.examples.push((current.location(i), p));
+                        }
+                    }
                 }
             }
             CurateStep::Filter { filter } => {

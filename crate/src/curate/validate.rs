@@ -74,6 +74,18 @@ pub struct FieldRule {
 }
 
 impl FieldRule {
+    /// What is wrong with record `i` under this rule, if anything.
+    pub fn problem(&self, records: &Records, i: usize) -> Option<String> {
+        match field(records, i, &self.field) {
+            None | Some(Value::Null) => Some(format!("`{}` is missing", self.field)),
+            Some(v) if !self.kind.accepts(v) => {
+                Some(format!("`{}` is {}, expected {}", self.field, crate::sources::lines::kind(v), self.kind.as_str()))
+            }
+            Some(v) if self.non_empty && empty(v) => Some(format!("`{}` is empty", self.field)),
+            _ => None,
+        }
+    }
+
     pub fn new(field: impl Into<String>, kind: FieldKind) -> FieldRule {
         FieldRule { field: field.into(), kind, non_empty: false }
     }
@@ -400,18 +412,7 @@ pub fn validate(records: &Records, spec: &ValidateSpec) -> Result<ValidationRepo
         let task = spec.task.as_ref().and_then(|t| field(records, i, t)).and_then(Value::as_str);
         let extra = task.and_then(|t| spec.per_task.get(t)).into_iter().flatten();
         for rule in spec.required.iter().chain(extra) {
-            let problem = match field(records, i, &rule.field) {
-                None | Some(Value::Null) => Some(format!("`{}` is missing", rule.field)),
-                Some(v) if !rule.kind.accepts(v) => Some(format!(
-                    "`{}` is {}, expected {}",
-                    rule.field,
-                    crate::sources::lines::kind(v),
-                    rule.kind.as_str()
-                )),
-                Some(v) if rule.non_empty && empty(v) => Some(format!("`{}` is empty", rule.field)),
-                _ => None,
-            };
-            if let Some(p) = problem {
+            if let Some(p) = rule.problem(records, i) {
                 let why = match task {
                     Some(t) if !spec.required.contains(rule) => format!("{p} (required for task `{t}`)"),
                     _ => p,

@@ -52,6 +52,9 @@ pub struct StepArgs {
     /// Also lower-case them
     #[arg(long)]
     lowercase: bool,
+    /// Drop records whose input or output is missing, empty or not text
+    #[arg(long)]
+    require_fields: bool,
     #[arg(long, value_name = "N")]
     min_chars: Option<usize>,
     #[arg(long, value_name = "N")]
@@ -91,6 +94,9 @@ impl StepArgs {
                 }
             }
             steps.push(clean);
+        }
+        if self.require_fields {
+            steps.push(CurateStep::require_input_output());
         }
         if self.min_chars.is_some() || self.max_chars.is_some() {
             steps.push(CurateStep::filter(StepSpec::chars(self.min_chars, self.max_chars)));
