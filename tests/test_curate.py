@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from test_screenshots import CHROMIUM, count_near, screenshot
+from test_screenshots import CHROMIUM, JUPYTER_DARK, count_near, screenshot
 
 TASKS = ["qa", "summarize", "code"]
 
@@ -79,11 +79,7 @@ def test_the_validation_report_renders_in_light_and_dark_pages(saekit, tmp_path)
     assert count_near(img, (0x4C, 0x78, 0xA8)) > 1_000, "the charts' bars are drawn"
     assert count_near(img, (0x1F, 0x23, 0x28), tolerance=12) > 1_000, "dark text on the light page"
     dark = tmp_path / "dark.html"
-    theme = (
-        "<style>:root { --jp-ui-font-color1: #f0f0f0; --jp-ui-font-color2: #c0c0c0; --jp-border-color2: #444;"
-        " --jp-layout-color2: #333; --jp-layout-color3: #555; } body { background: #202040; color: #f0f0f0; }</style></head>"
-    )
-    dark.write_text(light.read_text().replace("</head>", theme, 1))
+    dark.write_text(light.read_text().replace("</head>", JUPYTER_DARK, 1))
     img = screenshot(dark, tmp_path / "dark.png", size="1200,1600")
     light_text = count_near(img, (0xF0, 0xF0, 0xF0), tolerance=30)
     assert light_text > 2_000, "text follows the dark theme"

@@ -121,7 +121,8 @@ fn shard_path(path: &Path, i: usize, of: usize) -> PathBuf {
     path.with_file_name(format!("{stem}-{i:05}-of-{of:05}{ext}"))
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
+/// The sha256 of a file (hex) and its size.
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = Sha256::new();
     let bytes = std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;

@@ -202,11 +202,7 @@ fn read_jsonl(path: &Path) -> Result<Read> {
 }
 
 fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    export::sha256_file(path).map(|(sha, _)| sha)
 }
 
 fn read_csv(path: &Path, columns: Option<&[String]>) -> Result<Read> {

@@ -92,6 +92,23 @@ impl Schedule {
             Strategy::Curriculum { phases } => StopRule::Total(phases.iter().map(|p| p.rows).sum()),
             _ => recipe.stop_rule(),
         };
+        Schedule::of(kind, stop, slots, Rng::new(recipe.seed, 0x006d_6978), phases)
+    }
+
+    /// The deterministic interleave of fixed counts: `counts[i]` rows from source `i`, `Σ counts` in all,
+    /// each next row from the source furthest behind its share, so every prefix stays within one row of
+    /// its share and the counts are met exactly.
+    pub(crate) fn exact(counts: &[u64]) -> Schedule {
+        let slots = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Slot { name: i.to_string(), epoch: c, max_draws: c, max_repetitions: 1.0, weight: c as f64 })
+            .collect();
+        Schedule::of(Kind::Deterministic, StopRule::Total(counts.iter().sum()), slots, Rng::new(0, 0), Vec::new())
+    }
+
+    /// A schedule at its start.
+    fn of(kind: Kind, stop: StopRule, slots: Vec<Slot>, rng: Rng, phases: Vec<(u64, Vec<f64>)>) -> Schedule {
         let n = slots.len();
         let mut schedule = Schedule {
             kind,
@@ -103,41 +120,9 @@ impl Schedule {
             phase_drawn: vec![0; n],
             total: 0,
             phase_total: 0,
-            rng: Rng::new(recipe.seed, 0x006d_6978),
+            rng,
             cursor: 0,
             phases,
-            phase: 0,
-            finished: false,
-            overdrawn: None,
-        };
-        schedule.enter_phase();
-        schedule
-    }
-
-    /// The deterministic interleave of fixed counts: `counts[i]` rows from source `i`, `Σ counts` in all,
-    /// each next row from the source furthest behind its share, so every prefix stays within one row of
-    /// its share and the counts are met exactly.
-    pub(crate) fn exact(counts: &[u64]) -> Schedule {
-        let total: u64 = counts.iter().sum();
-        let slots = counts
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Slot { name: i.to_string(), epoch: c, max_draws: c, max_repetitions: 1.0, weight: c as f64 })
-            .collect::<Vec<_>>();
-        let n = slots.len();
-        let mut schedule = Schedule {
-            kind: Kind::Deterministic,
-            stop: StopRule::Total(total),
-            weights: counts.iter().map(|&c| c as f64).collect(),
-            active: vec![false; n],
-            slots,
-            drawn: vec![0; n],
-            phase_drawn: vec![0; n],
-            total: 0,
-            phase_total: 0,
-            rng: Rng::new(0, 0),
-            cursor: 0,
-            phases: Vec::new(),
             phase: 0,
             finished: false,
             overdrawn: None,
