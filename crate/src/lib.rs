@@ -13,6 +13,7 @@
 
 pub mod activations;
 pub mod catalog;
+pub mod collect;
 pub mod curate;
 pub mod data;
 pub mod display;

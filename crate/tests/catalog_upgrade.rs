@@ -394,8 +394,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     let fx = v1_workspace();
     let root = &fx.root;
     assert_eq!(
-        SCHEMA_VERSION, 5,
-        "this test upgrades v1 to v5 (v3, v4 and v5 add empty tables); add the next version's checks"
+        SCHEMA_VERSION, 6,
+        "this test upgrades v1 to v6 (v3 to v6 add empty tables); add the next version's checks"
     );
 
     let ws = Workspace::open(root).unwrap();
@@ -411,12 +411,14 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
             "artifact_tags",
             "artifacts",
             "datasets",
+            "export_checkpoints",
             "lineage",
             "mix_recipes",
             "mixes",
             "models",
             "sae_runs",
-            "tokenizations"
+            "tokenizations",
+            "version_pointers"
         ]
     );
     assert_eq!(

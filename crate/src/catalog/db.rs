@@ -221,6 +221,24 @@ const MIGRATIONS: &[&str] = &[
         saved_at TEXT NOT NULL,
         UNIQUE (name, version)
     );",
+    // v6: versions and collections. Every move of a name's pointer to one of its versions (the latest row
+    // is where it points), and each incremental export's checkpoint of a collection.
+    "CREATE TABLE version_pointers (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        artifact_id INTEGER NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        switched_at TEXT NOT NULL
+    );
+    CREATE INDEX version_pointers_name ON version_pointers (name);
+    CREATE TABLE export_checkpoints (
+        id            INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+        path          TEXT NOT NULL,
+        records       INTEGER NOT NULL,
+        last_id       INTEGER NOT NULL,
+        exported_at   TEXT NOT NULL
+    );",
 ];
 
 /// The catalog schema version this saekit writes and understands.

@@ -162,8 +162,17 @@ impl Workspace {
     }
 
     /// A dataset by name (or id), with its status as of now.
+    /// The dataset `name_or_id`; a name with versions (and no dataset of its own) reads the version it
+    /// points to (see [`crate::collect::version`]).
     pub fn dataset(&self, name_or_id: &str) -> Result<Dataset> {
-        Ok(Dataset { row: self.catalog().dataset(name_or_id)?, ws: self.clone() })
+        match self.catalog().dataset(name_or_id) {
+            Ok(row) => Ok(Dataset { row, ws: self.clone() }),
+            Err(e @ Error::NotFound { .. }) => match self.pointer(name_or_id)? {
+                Some((id, _)) => self.dataset_by_id(id),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn dataset_by_id(&self, id: i64) -> Result<Dataset> {

@@ -1,5 +1,6 @@
 //! Writing records: JSONL (`.gz`/`.zst` by the name), CSV (nested values as JSON text), Parquet (snappy,
-//! zstd, gzip or none; a row group size) and the Hugging Face JSON document (`{"metadata": …, "data":
+//! zstd, gzip or none; a row group size; an empty object is written as null, Parquet having no empty
+//! structs) and the Hugging Face JSON document (`{"metadata": …, "data":
 //! [...]}`, read by `datasets.load_dataset("json", field="data")`). Sharded by examples per shard, with
 //! Hugging Face's names (`train-00000-of-00003.jsonl`) and a manifest of the shards with their rows and
 //! sha256 (`train.shards.json`). Every file is written to a temporary name and renamed when complete.
@@ -257,7 +258,25 @@ fn write_parquet(
     path: &Path,
 ) -> Result<()> {
     use parquet::basic::{Compression as P, GzipLevel, ZstdLevel};
-    let values: Vec<Value> = rows.iter().map(|&i| Value::Object(records.rows[i].clone())).collect();
+    // Parquet has no empty structs: an empty object (anywhere) is written as null.
+    fn no_empty_objects(v: &mut Value) {
+        match v {
+            Value::Object(m) if m.is_empty() => *v = Value::Null,
+            Value::Object(m) => m.values_mut().for_each(no_empty_objects),
+            Value::Array(a) => a.iter_mut().for_each(no_empty_objects),
+            _ => {}
+        }
+    }
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|&i| {
+            let mut v = Value::Object(records.rows[i].clone());
+            if let Value::Object(m) = &mut v {
+                m.values_mut().for_each(no_empty_objects);
+            }
+            v
+        })
+        .collect();
     let schema =
         arrow::json::reader::infer_json_schema_from_iterator(values.iter().map(Ok::<_, arrow::error::ArrowError>))
             .map_err(|e| Error::format(path, e))?;

@@ -139,6 +139,7 @@ impl Records {
     pub fn location(&self, i: usize) -> String {
         match self.format.as_str() {
             "parquet" => format!("row {}", self.lines[i]),
+            "collection" => format!("record {}", self.lines[i]),
             _ => format!("line {}", self.lines[i]),
         }
     }

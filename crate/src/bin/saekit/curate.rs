@@ -30,7 +30,7 @@ pub struct ReadArgs {
 }
 
 impl ReadArgs {
-    fn spec(&self) -> Result<ReadSpec> {
+    pub fn spec(&self) -> Result<ReadSpec> {
         let mut spec = ReadSpec::new();
         spec.columns = self.columns.clone();
         for m in &self.map {

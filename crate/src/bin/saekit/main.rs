@@ -3,6 +3,7 @@
 //! `saekit completions bash|zsh|fish`); each command is a thin shell over the library.
 
 mod activations;
+mod collect;
 mod curate;
 mod manifest;
 mod mix;
@@ -119,6 +120,9 @@ enum Command {
     /// Validate a file of training examples: schema, quality, duplicates, balance, readiness (exit 1 when
     /// a check fails)
     Validate(curate::ValidateArgs),
+    /// Collections: records from a running application (stdin, files, HTTP), sampling, exports, versions
+    #[command(subcommand)]
+    Collect(collect::CollectCommand),
     /// Curation: convert and preprocess, split, or curate into the workspace
     #[command(subcommand)]
     Curate(curate::CurateCommand),
@@ -361,6 +365,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mix(command) => mix::mix(command, open_workspace),
         Command::Manifest(args) => manifest::manifest(args),
         Command::Validate(args) => curate::validate(args),
+        Command::Collect(command) => collect::collect(command, open_workspace),
         Command::Curate(command) => curate::curate(command, open_workspace),
         Command::Train { config, json, show_config } => train::train(&config, open_workspace()?, json, show_config),
         Command::Runs { json } => train::runs(open_workspace()?, json),
