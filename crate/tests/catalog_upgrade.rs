@@ -423,8 +423,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     );
     assert_eq!(
         names(&conn, "index"),
-        ["artifact_tags_tag", "artifacts_status", "datasets_source", "lineage_parent"],
-        "v1's indexes went with its tables; v2's are all there"
+        ["artifact_tags_tag", "artifacts_status", "datasets_source", "lineage_parent", "version_pointers_name"],
+        "v1's indexes went with its tables; v2's and v6's are all there"
     );
     let check: Vec<String> = conn
         .prepare("PRAGMA foreign_key_check")
