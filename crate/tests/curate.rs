@@ -422,3 +422,65 @@ fn a_curated_dataset_is_a_catalog_artifact_with_lineage_steps_and_splits() {
     // The same name again is refused (a catalog name is made once).
     assert!(ws.curate(&request).is_err());
 }
+
+#[test]
+fn a_streamed_conversion_writes_what_the_in_memory_one_does_and_dedups_across_batches() {
+    use saekit::curate::CurateStep;
+    use saekit::curate::stream::convert;
+    use saekit::steps::StepSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    let mut body = String::new();
+    for i in 0..250 {
+        // Every 10th repeats one from far earlier (another batch); 23 of them are repeats (rows 99 and 199
+        // name questions 9 and 19, which no other row has).
+        let k = if i % 10 == 9 { i / 10 } else { i };
+        body.push_str(&json!({"q": format!("<i>Question</i>  {k}"), "a": format!("answer {k}"), "n": i}).to_string());
+        body.push('\n');
+    }
+    std::fs::write(&path, body).unwrap();
+    let read = ReadSpec::new().map("input", "q").map("output", "a").rest("metadata");
+    let steps = [CurateStep::clean(), CurateStep::filter(StepSpec::ExactDedup), CurateStep::enrich(false)];
+    let records = Records::read(&path, &read).unwrap();
+    let (kept, reports) = records.preprocess(&steps).unwrap();
+    assert_eq!(reports[1].dropped, 23);
+    for (name, format) in
+        [("out.jsonl", ExportFormat::Jsonl), ("out.csv", ExportFormat::Csv), ("out.json", ExportFormat::HfJson)]
+    {
+        let streamed = dir.path().join(format!("streamed-{name}"));
+        let (report, counts) = convert(&path, &read, &steps, &streamed, &ExportSpec::new(format), 16).unwrap();
+        assert_eq!(report.rows, 227);
+        assert_eq!(counts, reports, "{name}: the same counts, batch by batch");
+        let whole = dir.path().join(name);
+        kept.export(&whole, &ExportSpec::new(format)).unwrap();
+        let (a, b) = (std::fs::read_to_string(&streamed).unwrap(), std::fs::read_to_string(&whole).unwrap());
+        if format == ExportFormat::HfJson {
+            let (a, b): (Value, Value) = (serde_json::from_str(&a).unwrap(), serde_json::from_str(&b).unwrap());
+            assert_eq!(a["data"], b["data"]);
+        } else {
+            assert_eq!(a, b, "{name}");
+        }
+    }
+    // Parquet and shards, streamed: the same records back, shards named once their count is known.
+    let shards = dir.path().join("pq").join("train.parquet");
+    let (report, _) =
+        convert(&path, &read, &steps, &shards, &ExportSpec::new(ExportFormat::Parquet).shard_size(100), 16).unwrap();
+    let names: Vec<String> =
+        report.files.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["train-00000-of-00003.parquet", "train-00001-of-00003.parquet", "train-00002-of-00003.parquet"]);
+    assert_eq!(report.files.iter().map(|f| f.rows).collect::<Vec<_>>(), [100, 100, 27]);
+    let mut back = Vec::new();
+    for f in &report.files {
+        back.extend(Records::read(&f.path, &ReadSpec::new()).unwrap().rows);
+    }
+    assert_eq!(back.len(), 227);
+    assert_eq!(back[7]["input"], kept.rows[7]["input"]);
+    assert_eq!(back[226]["metadata"]["n"], kept.rows[226]["metadata"]["n"]);
+    assert!(report.manifest.unwrap().exists());
+    let leftovers = std::fs::read_dir(dir.path().join("pq"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".saekit"))
+        .count();
+    assert_eq!(leftovers, 0);
+}

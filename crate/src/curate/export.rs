@@ -113,7 +113,7 @@ pub struct ExportReport {
     pub manifest: Option<PathBuf>,
 }
 
-fn shard_path(path: &Path, i: usize, of: usize) -> PathBuf {
+pub(crate) fn shard_path(path: &Path, i: usize, of: usize) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let (stem, ext) = match name.find('.') {
         Some(dot) => (&name[..dot], &name[dot..]),
@@ -149,22 +149,14 @@ impl Records {
             files.push(ExportedFile { path: target, rows: chunk.len() as u64, bytes, sha256 });
         }
         let manifest = if sharded {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let stem = name.split('.').next().unwrap_or("data").to_string();
-            let m = path.with_file_name(format!("{stem}.shards.json"));
-            let doc = json!({
-                "format": spec.format,
-                "rows": self.len(),
-                "source": self.path.display().to_string(),
-                "source_sha256": self.sha256,
-                "shards": files.iter().map(|f| json!({
-                    "path": f.path.file_name().unwrap_or_default().to_string_lossy(),
-                    "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256,
-                })).collect::<Vec<_>>(),
-                "saekit_version": env!("CARGO_PKG_VERSION"),
-            });
-            crate::files::write_atomically(&m, (serde_json::to_string_pretty(&doc).unwrap() + "\n").as_bytes())?;
-            Some(m)
+            Some(write_shard_manifest(
+                path,
+                spec,
+                self.len() as u64,
+                &self.path.display().to_string(),
+                &self.sha256,
+                &files,
+            )?)
         } else {
             None
         };
@@ -172,8 +164,36 @@ impl Records {
     }
 }
 
+/// Writes `NAME.shards.json` beside the shards of `path`: the format, rows, source and each shard's rows,
+/// bytes and sha256.
+pub(crate) fn write_shard_manifest(
+    path: &Path,
+    spec: &ExportSpec,
+    rows: u64,
+    source: &str,
+    source_sha256: &str,
+    files: &[ExportedFile],
+) -> Result<PathBuf> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let stem = name.split('.').next().unwrap_or("data").to_string();
+    let m = path.with_file_name(format!("{stem}.shards.json"));
+    let doc = json!({
+        "format": spec.format,
+        "rows": rows,
+        "source": source,
+        "source_sha256": source_sha256,
+        "shards": files.iter().map(|f| json!({
+            "path": f.path.file_name().unwrap_or_default().to_string_lossy(),
+            "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256,
+        })).collect::<Vec<_>>(),
+        "saekit_version": env!("CARGO_PKG_VERSION"),
+    });
+    crate::files::write_atomically(&m, (serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n").as_bytes())?;
+    Ok(m)
+}
+
 /// The union of the records' top-level fields, in first-seen order.
-fn columns(records: &Records, rows: &[usize]) -> Vec<String> {
+pub(crate) fn columns(records: &Records, rows: &[usize]) -> Vec<String> {
     let mut cols: Vec<String> = Vec::new();
     for &i in rows {
         for k in records.rows[i].keys() {
@@ -257,40 +277,9 @@ fn write_parquet(
     spec: &ExportSpec,
     path: &Path,
 ) -> Result<()> {
-    use parquet::basic::{Compression as P, GzipLevel, ZstdLevel};
-    // Parquet has no empty structs: an empty object (anywhere) is written as null.
-    fn no_empty_objects(v: &mut Value) {
-        match v {
-            Value::Object(m) if m.is_empty() => *v = Value::Null,
-            Value::Object(m) => m.values_mut().for_each(no_empty_objects),
-            Value::Array(a) => a.iter_mut().for_each(no_empty_objects),
-            _ => {}
-        }
-    }
-    let values: Vec<Value> = rows
-        .iter()
-        .map(|&i| {
-            let mut v = Value::Object(records.rows[i].clone());
-            if let Value::Object(m) = &mut v {
-                m.values_mut().for_each(no_empty_objects);
-            }
-            v
-        })
-        .collect();
-    let schema =
-        arrow::json::reader::infer_json_schema_from_iterator(values.iter().map(Ok::<_, arrow::error::ArrowError>))
-            .map_err(|e| Error::format(path, e))?;
-    let schema = Arc::new(schema);
-    let compression = match spec.parquet_compression {
-        ParquetCompression::Snappy => P::SNAPPY,
-        ParquetCompression::Zstd => P::ZSTD(ZstdLevel::default()),
-        ParquetCompression::Gzip => P::GZIP(GzipLevel::default()),
-        ParquetCompression::None => P::UNCOMPRESSED,
-    };
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(compression)
-        .set_max_row_group_row_count(Some(spec.row_group_size.max(1)))
-        .build();
+    let values = parquet_values(records, rows);
+    let schema = infer_schema(&values, path)?;
+    let props = parquet_properties(spec);
     let mut writer =
         parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::format(path, e))?;
     let mut decoder = arrow::json::ReaderBuilder::new(schema)
@@ -305,4 +294,47 @@ fn write_parquet(
     }
     writer.close().map_err(|e| Error::format(path, e))?;
     Ok(())
+}
+
+/// The rows as JSON values for Arrow, with empty objects as null (Parquet has no empty structs).
+pub(crate) fn parquet_values(records: &Records, rows: &[usize]) -> Vec<Value> {
+    fn no_empty_objects(v: &mut Value) {
+        match v {
+            Value::Object(m) if m.is_empty() => *v = Value::Null,
+            Value::Object(m) => m.values_mut().for_each(no_empty_objects),
+            Value::Array(a) => a.iter_mut().for_each(no_empty_objects),
+            _ => {}
+        }
+    }
+    rows.iter()
+        .map(|&i| {
+            let mut v = Value::Object(records.rows[i].clone());
+            if let Value::Object(m) = &mut v {
+                m.values_mut().for_each(no_empty_objects);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The Arrow schema of the values.
+pub(crate) fn infer_schema(values: &[Value], path: &Path) -> Result<Arc<arrow::datatypes::Schema>> {
+    arrow::json::reader::infer_json_schema_from_iterator(values.iter().map(Ok::<_, arrow::error::ArrowError>))
+        .map(Arc::new)
+        .map_err(|e| Error::format(path, e))
+}
+
+/// The writer properties: compression and row group size.
+pub(crate) fn parquet_properties(spec: &ExportSpec) -> parquet::file::properties::WriterProperties {
+    use parquet::basic::{Compression as P, GzipLevel, ZstdLevel};
+    let compression = match spec.parquet_compression {
+        ParquetCompression::Snappy => P::SNAPPY,
+        ParquetCompression::Zstd => P::ZSTD(ZstdLevel::default()),
+        ParquetCompression::Gzip => P::GZIP(GzipLevel::default()),
+        ParquetCompression::None => P::UNCOMPRESSED,
+    };
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(spec.row_group_size.max(1)))
+        .build()
 }

@@ -6,8 +6,8 @@
 //! input in two splits) and written ([`export`]: JSONL, CSV, Parquet, the Hugging Face JSON document,
 //! sharded with a manifest of hashes). Duplicates use the same steps as mixes ([`crate::steps`]).
 //!
-//! Records are held in memory (one JSON object each): curation sets are instruction-tuning sized; the
-//! large pretraining path is the catalog's streamed sources and mixes.
+//! [`Records`] are held in memory (one JSON object each), as validation and splits need every record at
+//! once; conversion streams ([`stream::convert`]: batches through the chain, written as they come).
 //!
 //! Rooms: this file (records and reading), `preprocess`, `validate`, `split`, `export`, `render`.
 
@@ -16,6 +16,7 @@ pub mod preprocess;
 pub mod render;
 pub mod run;
 pub mod split;
+pub mod stream;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -84,7 +85,7 @@ pub struct Records {
 }
 
 /// The format of a path, looking through `.gz`/`.zst`.
-fn format_of(path: &Path) -> Result<&'static str> {
+pub(crate) fn format_of(path: &Path) -> Result<&'static str> {
     let name = path.file_name().unwrap_or_default().to_string_lossy().to_ascii_lowercase();
     let name = [".gz", ".gzip", ".zst", ".zstd"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name).to_string();
     if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
@@ -167,7 +168,7 @@ impl Records {
     }
 }
 
-fn map_row(row: Map<String, Value>, spec: &ReadSpec) -> Map<String, Value> {
+pub(crate) fn map_row(row: Map<String, Value>, spec: &ReadSpec) -> Map<String, Value> {
     let whole = Value::Object(row);
     let mut out = Map::new();
     let mut used: Vec<&str> = Vec::new();
@@ -202,7 +203,7 @@ fn read_jsonl(path: &Path) -> Result<Read> {
     Ok((rows, lines, sha))
 }
 
-fn file_sha256(path: &Path) -> Result<String> {
+pub(crate) fn file_sha256(path: &Path) -> Result<String> {
     export::sha256_file(path).map(|(sha, _)| sha)
 }
 

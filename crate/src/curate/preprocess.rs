@@ -224,6 +224,149 @@ fn clean_text(text: &str, unicode: Option<Normalization>, whitespace: bool, lowe
 
 const SHOWN: usize = 10;
 
+/// The chain over a stream of record batches: filters keep their memory (dedup) from batch to batch,
+/// and the counts add up.
+pub struct Chain {
+    steps: Vec<CurateStep>,
+    built: Vec<Option<Box<dyn Step>>>,
+    reports: Vec<StepReport>,
+    input: String,
+    output: String,
+    now: String,
+}
+
+impl Chain {
+    pub fn new(steps: &[CurateStep], input: &str, output: &str) -> Result<Chain> {
+        let mut built = Vec::new();
+        for step in steps {
+            built.push(match step {
+                CurateStep::Filter { filter } => {
+                    filter.validate()?;
+                    Some(filter.build()?)
+                }
+                _ => None,
+            });
+        }
+        Ok(Chain {
+            reports: steps
+                .iter()
+                .map(|s| StepReport { step: s.name(), description: s.describe(), ..Default::default() })
+                .collect(),
+            steps: steps.to_vec(),
+            built,
+            input: input.into(),
+            output: output.into(),
+            now: crate::catalog::now_rfc3339(),
+        })
+    }
+
+    /// What each step did so far.
+    pub fn reports(&self) -> &[StepReport] {
+        &self.reports
+    }
+
+    /// Runs the chain over the next batch; returns what it kept.
+    pub fn process(&mut self, mut current: Records) -> Result<Records> {
+        let (input, output) = (self.input.clone(), self.output.clone());
+        let (input, output) = (input.as_str(), output.as_str());
+        for (k, step) in self.steps.iter().enumerate() {
+            let report = &mut self.reports[k];
+            report.seen += current.len() as u64;
+            let mut keep = vec![true; current.len()];
+            match step {
+                CurateStep::Clean { fields, unicode, whitespace, lowercase, strip_markup } => {
+                    for row in &mut current.rows {
+                        let mut changed = false;
+                        for f in fields {
+                            if let Some(Value::String(s)) = row.get(f) {
+                                let c = clean_text(s, *unicode, *whitespace, *lowercase, *strip_markup);
+                                if &c != s {
+                                    row.insert(f.clone(), Value::String(c));
+                                    changed = true;
+                                }
+                            }
+                        }
+                        report.changed += changed as u64;
+                    }
+                }
+                CurateStep::Require { fields } => {
+                    for (i, keep) in keep.iter_mut().enumerate() {
+                        if let Some(p) = fields.iter().find_map(|f| f.problem(&current, i)) {
+                            *keep = false;
+                            if report.examples.len() < SHOWN {
+                                report.examples.push((current.location(i), p));
+                            }
+                        }
+                    }
+                }
+                CurateStep::Filter { .. } => {
+                    let built = self.built[k].as_mut().expect("filters are built");
+                    let texts: Vec<String> = (0..current.len()).map(|i| joined(&current, i, input, output)).collect();
+                    let docs: Vec<Doc> = texts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| Doc { text: t, source: "line", row: current.lines[i] })
+                        .collect();
+                    for (i, v) in built.check_batch(&docs).into_iter().enumerate() {
+                        if let Verdict::Drop(_, why) = v {
+                            keep[i] = false;
+                            if report.examples.len() < SHOWN {
+                                report.examples.push((current.location(i), why.replace("line row", "line")));
+                            }
+                        }
+                    }
+                }
+                CurateStep::Quality { min_quality, rules } => {
+                    let rules = if rules.is_empty() { ValidateSpec::default().quality } else { rules.clone() };
+                    for (i, keep) in keep.iter_mut().enumerate() {
+                        let t = joined(&current, i, input, output);
+                        let (mut score, mut why) = (1.0f64, String::new());
+                        for r in &rules {
+                            let (s, w) = r.score(&t);
+                            if s < score {
+                                score = s;
+                                why = w.unwrap_or_default();
+                            }
+                        }
+                        if score < *min_quality {
+                            *keep = false;
+                            if report.examples.len() < SHOWN {
+                                report.examples.push((current.location(i), format!("quality {score:.2}: {why}")));
+                            }
+                        }
+                    }
+                }
+                CurateStep::Enrich { processed_at } => {
+                    for i in 0..current.len() {
+                        let (a, b) = (current.text(i, input), current.text(i, output));
+                        let row = &mut current.rows[i];
+                        let meta = row.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+                        if !meta.is_object() {
+                            *meta = Value::Object(Map::new());
+                        }
+                        let m = meta.as_object_mut().expect("an object");
+                        m.insert("input_chars".into(), a.chars().count().into());
+                        m.insert("output_chars".into(), b.chars().count().into());
+                        m.insert("input_words".into(), a.split_whitespace().count().into());
+                        m.insert("output_words".into(), b.split_whitespace().count().into());
+                        if *processed_at {
+                            m.insert("processed_at".into(), Value::String(self.now.clone()));
+                        }
+                    }
+                    report.changed += current.len() as u64;
+                }
+            }
+            let dropped = keep.iter().filter(|k| !**k).count();
+            report.dropped += dropped as u64;
+            if dropped > 0 {
+                let kept: Vec<usize> = (0..current.len()).filter(|&i| keep[i]).collect();
+                current = current.subset(&kept);
+            }
+        }
+        Ok(current)
+    }
+}
+
 /// Runs `steps` over `records` in order; returns the records kept (changed as the steps say) and what
 /// each step did. `input`/`output` name the fields filters and quality read.
 pub fn preprocess(
@@ -232,109 +375,9 @@ pub fn preprocess(
     input: &str,
     output: &str,
 ) -> Result<(Records, Vec<StepReport>)> {
-    let mut current = records.clone();
-    let mut reports = Vec::new();
-    for step in steps {
-        let mut report = StepReport {
-            step: step.name(),
-            description: step.describe(),
-            seen: current.len() as u64,
-            ..Default::default()
-        };
-        let mut keep = vec![true; current.len()];
-        match step {
-            CurateStep::Clean { fields, unicode, whitespace, lowercase, strip_markup } => {
-                for row in &mut current.rows {
-                    let mut changed = false;
-                    for f in fields {
-                        if let Some(Value::String(s)) = row.get(f) {
-                            let c = clean_text(s, *unicode, *whitespace, *lowercase, *strip_markup);
-                            if &c != s {
-                                row.insert(f.clone(), Value::String(c));
-                                changed = true;
-                            }
-                        }
-                    }
-                    report.changed += changed as u64;
-                }
-            }
-            CurateStep::Require { fields } => {
-                for (i, k) in keep.iter_mut().enumerate() {
-                    if let Some(p) = fields.iter().find_map(|f| f.problem(&current, i)) {
-                        *k = false;
-                        if report.examples.len() < SHOWN {
-                            report.examples.push((current.location(i), p));
-                        }
-                    }
-                }
-            }
-            CurateStep::Filter { filter } => {
-                filter.validate()?;
-                let mut built: Box<dyn Step> = filter.build()?;
-                let texts: Vec<String> = (0..current.len()).map(|i| joined(&current, i, input, output)).collect();
-                let docs: Vec<Doc> = texts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| Doc { text: t, source: "line", row: current.lines[i] })
-                    .collect();
-                for (i, v) in built.check_batch(&docs).into_iter().enumerate() {
-                    if let Verdict::Drop(_, why) = v {
-                        keep[i] = false;
-                        if report.examples.len() < SHOWN {
-                            report.examples.push((current.location(i), why.replace("line row", "line")));
-                        }
-                    }
-                }
-            }
-            CurateStep::Quality { min_quality, rules } => {
-                let rules = if rules.is_empty() { ValidateSpec::default().quality } else { rules.clone() };
-                for (i, k) in keep.iter_mut().enumerate() {
-                    let t = joined(&current, i, input, output);
-                    let (mut score, mut why) = (1.0f64, String::new());
-                    for r in &rules {
-                        let (s, w) = r.score(&t);
-                        if s < score {
-                            score = s;
-                            why = w.unwrap_or_default();
-                        }
-                    }
-                    if score < *min_quality {
-                        *k = false;
-                        if report.examples.len() < SHOWN {
-                            report.examples.push((current.location(i), format!("quality {score:.2}: {why}")));
-                        }
-                    }
-                }
-            }
-            CurateStep::Enrich { processed_at } => {
-                let now = crate::catalog::now_rfc3339();
-                for i in 0..current.len() {
-                    let (a, b) = (current.text(i, input), current.text(i, output));
-                    let row = &mut current.rows[i];
-                    let meta = row.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-                    if !meta.is_object() {
-                        *meta = Value::Object(Map::new());
-                    }
-                    let m = meta.as_object_mut().expect("an object");
-                    m.insert("input_chars".into(), a.chars().count().into());
-                    m.insert("output_chars".into(), b.chars().count().into());
-                    m.insert("input_words".into(), a.split_whitespace().count().into());
-                    m.insert("output_words".into(), b.split_whitespace().count().into());
-                    if *processed_at {
-                        m.insert("processed_at".into(), Value::String(now.clone()));
-                    }
-                }
-                report.changed = current.len() as u64;
-            }
-        }
-        report.dropped = keep.iter().filter(|k| !**k).count() as u64;
-        if report.dropped > 0 {
-            let kept: Vec<usize> = (0..current.len()).filter(|&i| keep[i]).collect();
-            current = current.subset(&kept);
-        }
-        reports.push(report);
-    }
-    Ok((current, reports))
+    let mut chain = Chain::new(steps, input, output)?;
+    let kept = chain.process(records.clone())?;
+    Ok((kept, chain.reports().to_vec()))
 }
 
 fn joined(records: &Records, i: usize, input: &str, output: &str) -> String {

@@ -314,10 +314,14 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
 
 #[derive(Subcommand)]
 pub enum CurateCommand {
-    /// Read a file, run the preprocessing chain, write it in another format (or the same)
+    /// Read a file, run the preprocessing chain, write it in another format (or the same), streamed in
+    /// batches (memory: one batch and what dedup remembers)
     Convert {
         input: PathBuf,
         output: PathBuf,
+        /// Records per batch (Parquet output takes its schema from the first batch kept)
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        batch_rows: usize,
         #[command(flatten)]
         read: ReadArgs,
         #[command(flatten)]
@@ -366,13 +370,18 @@ fn extension(format: ExportFormat) -> &'static str {
 
 pub fn curate(command: CurateCommand, open: impl FnOnce() -> Result<Workspace>) -> Result<()> {
     match command {
-        CurateCommand::Convert { input, output, read, steps, write } => {
-            let records = Records::read(&input, &read.spec()?)?;
-            let (kept, reports) = records.preprocess(&steps.steps()?)?;
+        CurateCommand::Convert { input, output, read, steps, write, batch_rows } => {
+            let (report, reports) = saekit::curate::stream::convert(
+                &input,
+                &read.spec()?,
+                &steps.steps()?,
+                &output,
+                &write.spec(&output)?,
+                batch_rows,
+            )?;
             if !reports.is_empty() {
                 println!("{}\n", steps_table(&reports).plain());
             }
-            let report = kept.export(&output, &write.spec(&output)?)?;
             println!("{}", report.bundle().plain());
         }
         CurateCommand::Split { input, out, read, split, format } => {
