@@ -268,7 +268,7 @@ pub fn convert(
                     "rows": rows,
                     "saekit_version": crate::VERSION,
                 });
-                write!(w, "],\"metadata\":{meta}}}\n").map_err(io)?;
+                writeln!(w, "],\"metadata\":{meta}}}").map_err(io)?;
                 w.flush().map_err(io)?;
             }
             Writer::Parquet { w, file } => {
