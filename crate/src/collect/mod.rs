@@ -26,7 +26,6 @@ pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -276,15 +275,41 @@ fn open_db(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Writes to one collection. Clones share one connection; a collector per thread (or process) writes in
-/// parallel through SQLite's locking.
+/// Marks which copy of saekit's code is running: under evcxr every cell is a library with its own copy
+/// (and its own copy of SQLite), so a connection opened by one cell's copy must not be used, or closed,
+/// by another's.
+static COPY: u8 = 0;
+
+fn copy_id() -> usize {
+    &COPY as *const u8 as usize
+}
+
+/// A connection with the copy of the code that opened it; closed only by that copy (another copy leaks
+/// it rather than close a handle its SQLite does not know).
+struct Held {
+    copy: usize,
+    conn: std::mem::ManuallyDrop<Connection>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.copy == copy_id() {
+            // SAFETY: dropped once, here, by the copy of SQLite that opened it.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.conn) }
+        }
+    }
+}
+
+/// Writes to one collection. Clones share one connection (calls take turns); a collector per thread (or
+/// process) writes in parallel through SQLite's locking. Kept in a notebook variable, it opens a fresh
+/// connection in each later cell (see [`COPY`]).
 #[derive(Clone)]
 pub struct Collector {
     pub name: String,
     pub id: i64,
     path: PathBuf,
     sampling: Sampling,
-    conn: Arc<Mutex<Connection>>,
+    held: std::sync::Arc<std::sync::Mutex<Option<Held>>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -364,11 +389,34 @@ impl Workspace {
             .optional()
             .map_err(db_err(&path))?;
         let sampling = stored.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
-        Ok(Collector { name: name.to_string(), id, path, sampling, conn: Arc::new(Mutex::new(conn)) })
+        let held = Held { copy: copy_id(), conn: std::mem::ManuallyDrop::new(conn) };
+        Ok(Collector {
+            name: name.to_string(),
+            id,
+            path,
+            sampling,
+            held: std::sync::Arc::new(std::sync::Mutex::new(Some(held))),
+        })
     }
 }
 
 impl Collector {
+    /// Runs `f` on this copy's connection, opening one if the one held belongs to another copy.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.as_ref().is_none_or(|h| h.copy != copy_id()) {
+            if let Some(other) = held.take() {
+                std::mem::forget(other);
+            }
+            let path = &self.path;
+            let conn = Connection::open(path).map_err(db_err(path))?;
+            conn.busy_timeout(Duration::from_secs(30)).map_err(db_err(path))?;
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err(path))?;
+            *held = Some(Held { copy: copy_id(), conn: std::mem::ManuallyDrop::new(conn) });
+        }
+        f(&mut held.as_mut().expect("opened above").conn)
+    }
+
     /// Where the collection's database is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -385,7 +433,10 @@ impl Collector {
 
     /// Sends interactions in one transaction (all committed or none).
     pub fn add_many(&self, interactions: Vec<Interaction>) -> Result<Vec<Added>> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.with_conn(|conn| self.add_many_on(conn, interactions))
+    }
+
+    fn add_many_on(&self, conn: &mut Connection, interactions: Vec<Interaction>) -> Result<Vec<Added>> {
         let path = self.path.clone();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&path))?;
         let mut out = Vec::with_capacity(interactions.len());
@@ -470,10 +521,11 @@ impl Collector {
 
     /// How many records the collection holds.
     pub fn len(&self) -> Result<u64> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(db_err(&self.path))
+        self.with_conn(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(db_err(&self.path))
+        })
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -482,7 +534,10 @@ impl Collector {
 
     /// Seen, kept and dropped by reason.
     pub fn sampling_report(&self) -> Result<SamplingReport> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.with_conn(|conn| self.sampling_report_on(conn))
+    }
+
+    fn sampling_report_on(&self, conn: &Connection) -> Result<SamplingReport> {
         let mut stmt = conn.prepare("SELECT reason, count FROM sampling").map_err(db_err(&self.path))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
@@ -504,7 +559,10 @@ impl Collector {
     /// The records with sequence numbers in `(after, ..]`, in order, as curation records (`id`, `input`,
     /// `output`, `type`, `category`, `quality`, `error`, `at`, `metadata`).
     pub fn records_after(&self, after: u64) -> Result<Records> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.with_conn(|conn| self.records_after_on(conn, after))
+    }
+
+    fn records_after_on(&self, conn: &Connection, after: u64) -> Result<Records> {
         let mut stmt = conn
             .prepare(
                 "SELECT seq, at, type, input, output, category, quality, error, metadata FROM records
