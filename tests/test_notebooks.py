@@ -381,7 +381,7 @@ def test_a_training_run_shows_its_dashboard_live_in_one_output(session, tmp_path
         'let spec = SaeRunSpec::new(&tokens, &model)\n'
         '    .sae(SaeSpec::topk("blocks.2.hook_resid_post", 3072, 32))\n'
         '    .cache(saekit::activations::CacheParams { max_tokens: Some(8192), ..Default::default() })\n'
-        '    .training_tokens(8192 * 6).batch_tokens(512).buffer_tokens(4096).metrics_every(2).checkpoint_every(0);\n'
+        '    .training_tokens(8192 * 24).batch_tokens(512).buffer_tokens(4096).metrics_every(2).checkpoint_every(0);\n'
         'let training = ws.train_saes_job(&spec);\n'
         'training'
     )
