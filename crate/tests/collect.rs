@@ -253,6 +253,8 @@ fn versions_diff_switch_and_incremental_exports() {
     assert_eq!(imported.import(&file, &read).unwrap().len(), 2);
     let r: Records = imported.records().unwrap();
     assert_eq!((r.rows[1]["input"].as_str(), r.rows[1]["type"].as_str()), (Some("sum 2+2"), Some("tool")));
+    let err = ws.make_version(&VersionSpec::of_collection("typo", "ap")).unwrap_err().to_string();
+    assert!(err.contains("no collection `ap`"), "{err}");
     let dv = ws.make_version(&VersionSpec::of_dataset("frozen", "app-data")).unwrap();
     assert_eq!(dv.records, 10, "a version of the dataset app-data points to (v1)");
 }

@@ -153,6 +153,12 @@ impl Request for MakeVersion {
         check_name(&spec.name)?;
         let (records, source_id) = match &spec.of {
             VersionOf::Collection(c) => {
+                // Versioning a collection that was never made is a mistake, not an empty version.
+                let known =
+                    ws.catalog().with_conn(|conn| ws.catalog().artifact_id_in(conn, super::COLLECTION_KIND, c))?;
+                if known.is_none() {
+                    return Err(Error::InvalidArgument(format!("there is no collection `{c}` to version")));
+                }
                 let collector = ws.collection(c)?;
                 (collector.records()?, collector.id)
             }

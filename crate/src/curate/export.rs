@@ -247,12 +247,7 @@ fn write_one(records: &Records, rows: &[usize], path: &Path, spec: &ExportSpec) 
                 let mut w = csv::Writer::from_writer(&mut out);
                 w.write_record(&cols).map_err(|e| Error::format(path, e))?;
                 for &i in rows {
-                    let cells = cols.iter().map(|c| match records.rows[i].get(c) {
-                        None | Some(Value::Null) => String::new(),
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
-                    });
-                    w.write_record(cells).map_err(|e| Error::format(path, e))?;
+                    w.write_record(csv_cells(&records.rows[i], &cols)).map_err(|e| Error::format(path, e))?;
                 }
                 w.flush().map_err(io)?;
             }
@@ -282,16 +277,7 @@ fn write_parquet(
     let props = parquet_properties(spec);
     let mut writer =
         parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::format(path, e))?;
-    let mut decoder = arrow::json::ReaderBuilder::new(schema)
-        .with_batch_size(spec.row_group_size.max(1))
-        .build_decoder()
-        .map_err(|e| Error::format(path, e))?;
-    for chunk in values.chunks(spec.row_group_size.max(1)) {
-        decoder.serialize(chunk).map_err(|e| Error::format(path, e))?;
-        if let Some(batch) = decoder.flush().map_err(|e| Error::format(path, e))? {
-            writer.write(&batch).map_err(|e| Error::format(path, e))?;
-        }
-    }
+    write_values(&mut writer, schema, &values, spec, path)?;
     writer.close().map_err(|e| Error::format(path, e))?;
     Ok(())
 }
@@ -337,4 +323,34 @@ pub(crate) fn parquet_properties(spec: &ExportSpec) -> parquet::file::properties
         .set_compression(compression)
         .set_max_row_group_row_count(Some(spec.row_group_size.max(1)))
         .build()
+}
+
+/// One CSV row of `row` for `columns`: strings as they are, other values as JSON text, missing as empty.
+pub(crate) fn csv_cells<'a>(row: &'a Map<String, Value>, columns: &'a [String]) -> impl Iterator<Item = String> + 'a {
+    columns.iter().map(move |c| match row.get(c) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    })
+}
+
+/// Writes `values` (of `schema`) in row groups of the spec's size.
+pub(crate) fn write_values<W: std::io::Write + Send>(
+    writer: &mut parquet::arrow::ArrowWriter<W>,
+    schema: Arc<arrow::datatypes::Schema>,
+    values: &[Value],
+    spec: &ExportSpec,
+    path: &Path,
+) -> Result<()> {
+    let mut decoder = arrow::json::ReaderBuilder::new(schema)
+        .with_batch_size(spec.row_group_size.max(1))
+        .build_decoder()
+        .map_err(|e| Error::format(path, e))?;
+    for chunk in values.chunks(spec.row_group_size.max(1)) {
+        decoder.serialize(chunk).map_err(|e| Error::format(path, e))?;
+        if let Some(batch) = decoder.flush().map_err(|e| Error::format(path, e))? {
+            writer.write(&batch).map_err(|e| Error::format(path, e))?;
+        }
+    }
+    Ok(())
 }

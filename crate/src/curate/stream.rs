@@ -347,12 +347,8 @@ fn write_rows(
                 w.write_record(columns.iter()).map_err(|e| Error::format(output, e))?;
             }
             for &i in rows {
-                let cells = columns.iter().map(|c| match records.rows[i].get(c) {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                });
-                w.write_record(cells).map_err(|e| Error::format(output, e))?;
+                w.write_record(super::export::csv_cells(&records.rows[i], columns))
+                    .map_err(|e| Error::format(output, e))?;
             }
         }
         Writer::Parquet { w, file } => {
@@ -369,17 +365,7 @@ fn write_rows(
                         .map_err(|e| Error::format(output, e))?,
                 );
             }
-            let w = w.as_mut().expect("made above");
-            let mut decoder = arrow::json::ReaderBuilder::new(s)
-                .with_batch_size(spec.row_group_size.max(1))
-                .build_decoder()
-                .map_err(|e| Error::format(output, e))?;
-            for chunk in values.chunks(spec.row_group_size.max(1)) {
-                decoder.serialize(chunk).map_err(|e| Error::format(output, e))?;
-                if let Some(batch) = decoder.flush().map_err(|e| Error::format(output, e))? {
-                    w.write(&batch).map_err(|e| Error::format(output, e))?;
-                }
-            }
+            super::export::write_values(w.as_mut().expect("made above"), s, &values, spec, output)?;
         }
     }
     part.rows += rows.len() as u64;
