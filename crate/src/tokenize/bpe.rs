@@ -25,13 +25,13 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::{ModelWrapper, PreTokenizerWrapper, Tokenizer as HfTokenizer};
 
 /// A byte with no token in the vocabulary.
-const NO_ID: u32 = u32::MAX;
+pub(crate) const NO_ID: u32 = u32::MAX;
 /// No merge for a pair.
-const NO_MERGE: u64 = u64::MAX;
+pub(crate) const NO_MERGE: u64 = u64::MAX;
 /// Words of at most this many bytes are merged with the flat scan (when merges are injective).
 const SMALL_WORD: usize = 64;
 /// Words longer than this are not cached (as in `tokenizers`).
-const MAX_CACHED_LEN: usize = 255;
+pub(crate) const MAX_CACHED_LEN: usize = 255;
 /// The per-thread word cache is emptied when it holds this many words...
 const CACHE_MAX_ENTRIES: usize = 1 << 18;
 /// ...or this many bytes of words.
@@ -40,16 +40,16 @@ const CACHE_MAX_KEY_BYTES: usize = 16 << 20;
 const CACHES_PER_THREAD: usize = 4;
 
 // Character classes of the pre-tokenizer: exactly one of these per code point...
-const CLS_OTHER: u8 = 0;
-const CLS_LETTER: u8 = 1;
-const CLS_NUMBER: u8 = 2;
-const CLS_SPACE: u8 = 3;
-const CLS_MASK: u8 = 3;
+pub(crate) const CLS_OTHER: u8 = 0;
+pub(crate) const CLS_LETTER: u8 = 1;
+pub(crate) const CLS_NUMBER: u8 = 2;
+pub(crate) const CLS_SPACE: u8 = 3;
+pub(crate) const CLS_MASK: u8 = 3;
 // ...plus regex's `\w`, used by added tokens marked `single_word`.
-const WORD_FLAG: u8 = 4;
+pub(crate) const WORD_FLAG: u8 = 4;
 
 /// Classes of all code points: a two-level table (blocks of 256 code points, identical blocks shared).
-struct CharClasses {
+pub(crate) struct CharClasses {
     index: Vec<u16>,
     blocks: Vec<u8>,
 }
@@ -79,7 +79,7 @@ impl CharClasses {
     }
 
     #[inline(always)]
-    fn get(&self, cp: u32) -> u8 {
+    pub(crate) fn get(&self, cp: u32) -> u8 {
         self.blocks[((self.index[(cp >> 8) as usize] as usize) << 8) | (cp & 0xFF) as usize]
     }
 }
@@ -96,10 +96,10 @@ fn unicode_ranges(pattern: &str) -> Vec<(u32, u32)> {
     }
 }
 
-static CHAR_CLASSES: LazyLock<CharClasses> = LazyLock::new(CharClasses::build);
+pub(crate) static CHAR_CLASSES: LazyLock<CharClasses> = LazyLock::new(CharClasses::build);
 
 /// GPT-2's reversible map from bytes to printable characters.
-fn byte_chars() -> [char; 256] {
+pub(crate) fn byte_chars() -> [char; 256] {
     let mut chars = ['\0'; 256];
     let mut n = 0;
     for b in 0..=255u8 {
@@ -116,7 +116,7 @@ fn byte_chars() -> [char; 256] {
 
 /// The code point at `s[i..]` (valid UTF-8, `s[i]` a leading byte that is not ASCII) and its length.
 #[inline(always)]
-fn decode_multibyte(s: &[u8], i: usize) -> (u32, usize) {
+pub(crate) fn decode_multibyte(s: &[u8], i: usize) -> (u32, usize) {
     let b0 = s[i] as u32;
     if b0 < 0xE0 {
         (((b0 & 0x1F) << 6) | (s[i + 1] as u32 & 0x3F), 2)
@@ -133,13 +133,13 @@ fn decode_multibyte(s: &[u8], i: usize) -> (u32, usize) {
 
 /// The code point starting at byte `i` of valid UTF-8.
 #[inline]
-fn char_at(s: &[u8], i: usize) -> (u32, usize) {
+pub(crate) fn char_at(s: &[u8], i: usize) -> (u32, usize) {
     if s[i] < 0x80 { (s[i] as u32, 1) } else { decode_multibyte(s, i) }
 }
 
 /// The start of the character that ends at byte `end` (exclusive) of valid UTF-8.
 #[inline]
-fn char_start_before(s: &[u8], end: usize) -> usize {
+pub(crate) fn char_start_before(s: &[u8], end: usize) -> usize {
     let mut i = end - 1;
     while s[i] & 0xC0 == 0x80 {
         i -= 1;
@@ -148,7 +148,7 @@ fn char_start_before(s: &[u8], end: usize) -> usize {
 }
 
 /// Merge table: pair of ids -> `(rank << 32) | new_id`, open addressing with linear probing.
-struct PairMap {
+pub(crate) struct PairMap {
     table: Vec<(u64, u64)>,
     shift: u32,
 }
@@ -156,7 +156,7 @@ struct PairMap {
 impl PairMap {
     const EMPTY: u64 = u64::MAX;
 
-    fn new(pairs: &HashMap<(u32, u32), (u32, u32)>) -> PairMap {
+    pub(crate) fn new(pairs: &HashMap<(u32, u32), (u32, u32)>) -> PairMap {
         let size = (pairs.len() * 2).next_power_of_two().max(16);
         let mut map = PairMap { table: vec![(Self::EMPTY, 0); size], shift: 64 - size.trailing_zeros() };
         let mask = size - 1;
@@ -183,7 +183,7 @@ impl PairMap {
 
     /// `(rank << 32) | new_id`, or [`NO_MERGE`].
     #[inline(always)]
-    fn get(&self, a: u32, b: u32) -> u64 {
+    pub(crate) fn get(&self, a: u32, b: u32) -> u64 {
         let key = Self::key(a, b);
         let mask = self.table.len() - 1;
         let mut i = self.slot(key);
@@ -202,27 +202,27 @@ impl PairMap {
 
 /// One added token, with the flags that decide where it matches.
 #[derive(Debug, Clone)]
-struct Added {
-    content: Vec<u8>,
-    id: u32,
-    single_word: bool,
-    lstrip: bool,
-    rstrip: bool,
+pub(crate) struct Added {
+    pub(crate) content: Vec<u8>,
+    pub(crate) id: u32,
+    pub(crate) single_word: bool,
+    pub(crate) lstrip: bool,
+    pub(crate) rstrip: bool,
     /// Special, and the tokenizer encodes special tokens as text.
-    skip: bool,
+    pub(crate) skip: bool,
 }
 
 /// A set of added tokens, matched leftmost-longest like `tokenizers`' Aho-Corasick automaton.
 #[derive(Debug)]
-struct AddedSet {
-    tokens: Vec<Added>,
+pub(crate) struct AddedSet {
+    pub(crate) tokens: Vec<Added>,
     /// For each first byte, the tokens starting with it, longest first.
     by_first: Vec<Vec<u32>>,
     first: [bool; 256],
 }
 
 impl AddedSet {
-    fn new(tokens: Vec<Added>) -> Option<AddedSet> {
+    pub(crate) fn new(tokens: Vec<Added>) -> Option<AddedSet> {
         if tokens.is_empty() {
             return None;
         }
@@ -250,7 +250,7 @@ impl AddedSet {
 }
 
 /// A bounded hash table from words (bytes) to their ids, with keys and values in two arenas.
-struct WordCache {
+pub(crate) struct WordCache {
     /// `(hash >> 32) << 32 | (entry index + 1)`; 0 is an empty slot.
     slots: Vec<u64>,
     entries: Vec<CacheEntry>,
@@ -270,12 +270,12 @@ struct CacheEntry {
 impl WordCache {
     const INITIAL_SLOTS: usize = 1 << 12;
 
-    fn new() -> WordCache {
+    pub(crate) fn new() -> WordCache {
         WordCache { slots: vec![0; Self::INITIAL_SLOTS], entries: Vec::new(), keys: Vec::new(), vals: Vec::new() }
     }
 
     #[inline]
-    fn get(&self, word: &[u8], hash: u64) -> Option<&[u32]> {
+    pub(crate) fn get(&self, word: &[u8], hash: u64) -> Option<&[u32]> {
         let mask = self.slots.len() - 1;
         let tag = hash >> 32;
         let mut i = hash as usize & mask;
@@ -294,7 +294,7 @@ impl WordCache {
         }
     }
 
-    fn insert(&mut self, word: &[u8], hash: u64, ids: &[u32]) {
+    pub(crate) fn insert(&mut self, word: &[u8], hash: u64, ids: &[u32]) {
         if self.entries.len() >= CACHE_MAX_ENTRIES || self.keys.len() + word.len() > CACHE_MAX_KEY_BYTES {
             *self = WordCache::new();
         }
@@ -329,7 +329,7 @@ impl WordCache {
 }
 
 #[inline]
-fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0xF135_7AEA_2E62_A9C5;
     let mut h = (bytes.len() as u64).wrapping_mul(K);
     let mut chunks = bytes.chunks_exact(8);
@@ -358,9 +358,6 @@ thread_local! {
 /// threads at once (each thread keeps its own word cache).
 pub struct FastBpe {
     id: u64,
-    classes: &'static CharClasses,
-    /// Classes of ASCII characters.
-    ascii: [u8; 128],
     /// The token of each byte, or [`NO_ID`] (then the byte is dropped, as `tokenizers` does).
     byte_ids: [u32; 256],
     merges: PairMap,
@@ -404,7 +401,7 @@ impl Drop for FastBpe {
 }
 
 /// The merges of a BPE model, in rank order (the model's serialized form lists them so).
-fn bpe_merges(bpe: &BPE) -> Option<Vec<(String, String)>> {
+pub(crate) fn bpe_merges(bpe: &BPE) -> Option<Vec<(String, String)>> {
     let value = serde_json::to_value(bpe).ok()?;
     value
         .get("merges")?
@@ -421,6 +418,76 @@ fn bpe_merges(bpe: &BPE) -> Option<Vec<(String, String)>> {
             _ => None,
         })
         .collect()
+}
+
+/// `AddedVocabulary::find_matches`: splits `s` into `(start, end, Some(token id))` for the added
+/// tokens and `(start, end, None)` for the text between them. Nothing for an empty `s`.
+pub(crate) fn split_added(set: &AddedSet, s: &str, pieces: &mut Vec<(usize, usize, Option<u32>)>) {
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    let mut start_offset = 0;
+    let mut i = 0;
+    while i < n {
+        if !set.first[bytes[i] as usize] {
+            i += 1;
+            continue;
+        }
+        let Some((len, t)) = set.match_at(bytes, i) else {
+            i += 1;
+            continue;
+        };
+        let (mut start, mut stop) = (i, i + len);
+        i = stop;
+        let token = &set.tokens[t];
+        if token.skip {
+            continue;
+        }
+        if token.single_word {
+            let start_space = start == 0 || !is_word_char(char_at(bytes, char_start_before(bytes, start)).0);
+            let stop_space = stop == n || !is_word_char(char_at(bytes, stop).0);
+            if !start_space || !stop_space {
+                continue;
+            }
+        }
+        if token.lstrip {
+            let mut new_start = start;
+            while new_start > 0 {
+                let c = char_start_before(bytes, new_start);
+                if !is_space_char(char_at(bytes, c).0) {
+                    break;
+                }
+                new_start = c;
+            }
+            start = new_start.max(start_offset);
+        }
+        if token.rstrip {
+            while stop < n {
+                let (c, l) = char_at(bytes, stop);
+                if !is_space_char(c) {
+                    break;
+                }
+                stop += l;
+            }
+        }
+        if start_offset < start {
+            pieces.push((start_offset, start, None));
+        }
+        pieces.push((start, stop, Some(token.id)));
+        start_offset = stop;
+    }
+    if start_offset != n {
+        pieces.push((start_offset, n, None));
+    }
+}
+
+#[inline]
+pub(crate) fn is_word_char(cp: u32) -> bool {
+    CHAR_CLASSES.get(cp) & WORD_FLAG != 0
+}
+
+#[inline]
+pub(crate) fn is_space_char(cp: u32) -> bool {
+    CHAR_CLASSES.get(cp) & CLS_MASK == CLS_SPACE
 }
 
 impl FastBpe {
@@ -499,15 +566,8 @@ impl FastBpe {
             if token.normalized { normalized.push(added) } else { raw.push(added) }
         }
 
-        let classes: &'static CharClasses = &CHAR_CLASSES;
-        let mut ascii = [CLS_OTHER; 128];
-        for (c, class) in ascii.iter_mut().enumerate() {
-            *class = classes.get(c as u32) & CLS_MASK;
-        }
         Some(FastBpe {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            classes,
-            ascii,
             byte_ids,
             merges: PairMap::new(&pairs),
             rank_new,
@@ -547,7 +607,7 @@ impl FastBpe {
     ) {
         let Some(set) = set else { return encode(self, text, cache, out) };
         let mut pieces = Vec::new();
-        self.split_added(set, text, &mut pieces);
+        split_added(set, text, &mut pieces);
         for (start, end, id) in pieces {
             match id {
                 Some(id) => out.push(id),
@@ -583,76 +643,6 @@ impl FastBpe {
         self.around_added(self.added_normalized.as_ref(), text, cache, out, Self::encode_piece)
     }
 
-    /// `AddedVocabulary::find_matches`: splits `s` into `(start, end, Some(token id))` for the added
-    /// tokens and `(start, end, None)` for the text between them. Nothing for an empty `s`.
-    fn split_added(&self, set: &AddedSet, s: &str, pieces: &mut Vec<(usize, usize, Option<u32>)>) {
-        let bytes = s.as_bytes();
-        let n = bytes.len();
-        let mut start_offset = 0;
-        let mut i = 0;
-        while i < n {
-            if !set.first[bytes[i] as usize] {
-                i += 1;
-                continue;
-            }
-            let Some((len, t)) = set.match_at(bytes, i) else {
-                i += 1;
-                continue;
-            };
-            let (mut start, mut stop) = (i, i + len);
-            i = stop;
-            let token = &set.tokens[t];
-            if token.skip {
-                continue;
-            }
-            if token.single_word {
-                let start_space = start == 0 || !self.is_word_char(char_at(bytes, char_start_before(bytes, start)).0);
-                let stop_space = stop == n || !self.is_word_char(char_at(bytes, stop).0);
-                if !start_space || !stop_space {
-                    continue;
-                }
-            }
-            if token.lstrip {
-                let mut new_start = start;
-                while new_start > 0 {
-                    let c = char_start_before(bytes, new_start);
-                    if !self.is_space_char(char_at(bytes, c).0) {
-                        break;
-                    }
-                    new_start = c;
-                }
-                start = new_start.max(start_offset);
-            }
-            if token.rstrip {
-                while stop < n {
-                    let (c, l) = char_at(bytes, stop);
-                    if !self.is_space_char(c) {
-                        break;
-                    }
-                    stop += l;
-                }
-            }
-            if start_offset < start {
-                pieces.push((start_offset, start, None));
-            }
-            pieces.push((start, stop, Some(token.id)));
-            start_offset = stop;
-        }
-        if start_offset != n {
-            pieces.push((start_offset, n, None));
-        }
-    }
-
-    #[inline]
-    fn is_word_char(&self, cp: u32) -> bool {
-        self.classes.get(cp) & WORD_FLAG != 0
-    }
-
-    #[inline]
-    fn is_space_char(&self, cp: u32) -> bool {
-        self.classes.get(cp) & CLS_MASK == CLS_SPACE
-    }
-
     /// One piece between added tokens: the `ByteLevel` pre-tokenizer, then BPE on each word.
     fn encode_piece(&self, s: &str, cache: &mut WordCache, out: &mut Vec<u32>) {
         if s.is_empty() {
@@ -676,85 +666,12 @@ impl FastBpe {
         }
     }
 
-    /// The class of the character at `s[i..]` and its length in bytes.
-    #[inline(always)]
-    fn class_at(&self, s: &[u8], i: usize) -> (u8, usize) {
-        let b = s[i];
-        if b < 0x80 {
-            (self.ascii[b as usize], 1)
-        } else {
-            let (cp, len) = decode_multibyte(s, i);
-            (self.classes.get(cp) & CLS_MASK, len)
-        }
-    }
-
-    /// The end of the run of characters of class `class` from `j`.
-    #[inline(always)]
-    fn run_end(&self, s: &[u8], mut j: usize, class: u8) -> usize {
-        while j < s.len() {
-            let (c, l) = self.class_at(s, j);
-            if c != class {
-                break;
-            }
-            j += l;
-        }
-        j
-    }
-
     /// Splits `s` as GPT-2's pattern
     /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` does (leftmost-first,
     /// every character is matched), calling `emit` with each word.
     #[inline]
-    fn pretokenize(&self, s: &[u8], mut emit: impl FnMut(&[u8])) {
-        let n = s.len();
-        let mut i = 0;
-        while i < n {
-            let b = s[i];
-            if b == b'\'' && i + 1 < n {
-                let len = match s[i + 1] {
-                    b's' | b't' | b'm' | b'd' => 2,
-                    b'r' | b'v' if i + 2 < n && s[i + 2] == b'e' => 3,
-                    b'l' if i + 2 < n && s[i + 2] == b'l' => 3,
-                    _ => 0,
-                };
-                if len != 0 {
-                    emit(&s[i..i + len]);
-                    i += len;
-                    continue;
-                }
-            }
-            let (class, len) = self.class_at(s, i);
-            let mut j = i + len;
-            if b == b' ' && j < n {
-                // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` with the space.
-                let (next, next_len) = self.class_at(s, j);
-                if next != CLS_SPACE {
-                    j = self.run_end(s, j + next_len, next);
-                    emit(&s[i..j]);
-                    i = j;
-                    continue;
-                }
-            }
-            if class == CLS_SPACE {
-                // `\s+(?!\S)`: the run, less its last character when a non-space follows; else `\s+`.
-                let mut last = i;
-                while j < n {
-                    let (c, l) = self.class_at(s, j);
-                    if c != CLS_SPACE {
-                        break;
-                    }
-                    last = j;
-                    j += l;
-                }
-                if j < n && last > i {
-                    j = last;
-                }
-            } else {
-                j = self.run_end(s, j, class);
-            }
-            emit(&s[i..j]);
-            i = j;
-        }
+    fn pretokenize(&self, s: &[u8], emit: impl FnMut(&[u8])) {
+        super::pretokenize::gpt2(s, emit)
     }
 
     /// Appends the ids of one pre-tokenized word (raw bytes).

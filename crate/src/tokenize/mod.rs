@@ -4,7 +4,10 @@
 
 pub mod bpe;
 pub mod engine;
+pub(crate) mod normalize;
 pub mod params;
+pub mod pipeline;
+pub(crate) mod pretokenize;
 pub mod sequences;
 pub mod stats;
 pub mod stopwords;
@@ -205,11 +208,33 @@ impl Tokenizer {
     }
 
     /// The fastest exact encoder for this tokenizer: saekit's own byte-level BPE ([`bpe::FastBpe`], tens of
-    /// times faster) when it reproduces this tokenizer exactly, else the `tokenizers` crate.
+    /// times faster) when it reproduces this tokenizer exactly, else saekit's general pipeline
+    /// ([`pipeline::Pipeline`]: BPE with any supported normalizer and pre-tokenizer, WordPiece), else the
+    /// `tokenizers` crate. With `SAEKIT_REQUIRE_FAST_ENCODER=1` in the environment, a tokenizer that would
+    /// fall back to the `tokenizers` crate fails to encode instead (tests use it to prove the fast path).
     pub fn encoder(&self) -> Arc<dyn Encode> {
-        match bpe::FastBpe::from_tokenizer(&self.inner) {
-            Some(fast) => Arc::new(fast),
-            None => Arc::new(HfEncoder(self.inner.clone())),
+        if let Some(fast) = bpe::FastBpe::from_tokenizer(&self.inner) {
+            return Arc::new(fast);
+        }
+        if let Some(pipeline) = pipeline::Pipeline::from_tokenizer(&self.inner) {
+            return Arc::new(pipeline);
+        }
+        if std::env::var("SAEKIT_REQUIRE_FAST_ENCODER").is_ok_and(|v| !v.is_empty() && v != "0") {
+            return Arc::new(Refused(self.name.clone()));
+        }
+        Arc::new(HfEncoder(self.inner.clone()))
+    }
+
+    /// Which encoder [`Tokenizer::encoder`] picks, in words: `saekit byte-level BPE` (GPT-2's kind),
+    /// `saekit byte-level BPE pipeline`, `saekit character BPE`, `saekit WordPiece`, or `tokenizers`
+    /// (the exact but slow fallback).
+    pub fn encoder_kind(&self) -> &'static str {
+        if bpe::FastBpe::from_tokenizer(&self.inner).is_some() {
+            "saekit byte-level BPE"
+        } else if let Some(p) = pipeline::Pipeline::from_tokenizer(&self.inner) {
+            p.kind()
+        } else {
+            "tokenizers"
         }
     }
 }
@@ -322,6 +347,30 @@ impl Encode for bpe::FastBpe {
     fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
         bpe::FastBpe::encode_into(self, text, out);
         Ok(())
+    }
+}
+
+impl Encode for pipeline::Pipeline {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(pipeline::Pipeline::encode(self, text))
+    }
+
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        pipeline::Pipeline::encode_into(self, text, out);
+        Ok(())
+    }
+}
+
+/// What [`Tokenizer::encoder`] gives under `SAEKIT_REQUIRE_FAST_ENCODER` when only `tokenizers` would do.
+struct Refused(String);
+
+impl Encode for Refused {
+    fn encode(&self, _text: &str) -> Result<Vec<u32>> {
+        Err(tokenizer_error(
+            &self.0,
+            "saekit has no fast encoder for this tokenizer and SAEKIT_REQUIRE_FAST_ENCODER is set \
+             (unset it to encode with the tokenizers crate)",
+        ))
     }
 }
 
