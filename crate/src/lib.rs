@@ -25,6 +25,7 @@ pub mod mix;
 pub mod models;
 pub mod report;
 pub mod sae;
+pub mod session;
 pub mod sources;
 pub mod stats;
 pub mod steps;
@@ -54,7 +55,7 @@ pub mod prelude {
     pub use crate::jobs::{Job, JobContext, JobStatus};
     pub use crate::mix::{Manifest, Mix, MixRecipe, MixSource, Phase, StopRule, Strategy};
     pub use crate::models::{Forward, HookPoint, Model, ModelOutput, TokenBatch};
-    pub use crate::report::Report;
+    pub use crate::report::{Provenance, Report, provenance};
     pub use crate::sae::{RunConfig, Sae, SaeRun, SaeRunSpec, SaeSpec};
     pub use crate::sources::{Format, OnError, Sample, SchemaView, Source, TextField};
     pub use crate::stats::DatasetStats;

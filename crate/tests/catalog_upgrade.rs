@@ -394,8 +394,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
     let fx = v1_workspace();
     let root = &fx.root;
     assert_eq!(
-        SCHEMA_VERSION, 6,
-        "this test upgrades v1 to v6 (v3 to v6 add empty tables); add the next version's checks"
+        SCHEMA_VERSION, 7,
+        "this test upgrades v1 to v7 (v3 to v7 add empty tables); add the next version's checks"
     );
 
     let ws = Workspace::open(root).unwrap();
@@ -408,6 +408,7 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
         names(&conn, "table"),
         [
             "activation_caches",
+            "artifact_hashes",
             "artifact_tags",
             "artifacts",
             "datasets",
@@ -417,6 +418,8 @@ fn a_v1_workspace_is_upgraded_in_place_and_keeps_everything() {
             "mixes",
             "models",
             "sae_runs",
+            "session_artifacts",
+            "sessions",
             "tokenizations",
             "version_pointers"
         ]

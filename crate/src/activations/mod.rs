@@ -360,7 +360,10 @@ impl Workspace {
 
     /// An activation cache by name or id.
     pub fn activation_cache_named(&self, name_or_id: &str) -> Result<ActivationCache> {
-        self.activation_cache_by_id(self.catalog().artifact_id_named(ACTIVATIONS_KIND, name_or_id)?)
+        let id = self.catalog().artifact_id_named(ACTIVATIONS_KIND, name_or_id)?;
+        let cache = self.activation_cache_by_id(id)?;
+        self.note(id, crate::catalog::Touch::Read);
+        Ok(cache)
     }
 
     fn activation_cache_by_id(&self, id: i64) -> Result<ActivationCache> {

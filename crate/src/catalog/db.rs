@@ -239,6 +239,30 @@ const MIGRATIONS: &[&str] = &[
         last_id       INTEGER NOT NULL,
         exported_at   TEXT NOT NULL
     );",
+    // v7: provenance. Each session (a process: kernel, CLI command) that opened the workspace, with what
+    // built it and the machine; each artifact it read, reused or made (kind and name kept, so a report
+    // still names what was deleted since); and the content hash of an artifact's files, taken once.
+    "CREATE TABLE sessions (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        facts        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE session_artifacts (
+        session     TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        artifact_id INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        touch       TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        PRIMARY KEY (session, artifact_id, touch)
+    ) WITHOUT ROWID;
+    CREATE TABLE artifact_hashes (
+        artifact_id INTEGER PRIMARY KEY REFERENCES artifacts(id) ON DELETE CASCADE,
+        sha256      TEXT NOT NULL,
+        bytes       INTEGER NOT NULL
+    );",
 ];
 
 /// The catalog schema version this saekit writes and understands.

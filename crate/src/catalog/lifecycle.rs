@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use super::Workspace;
 use super::artifact::ArtifactWriter;
+use super::sessions::Touch;
 use super::artifacts::{ArtifactStatus, ArtifactUpdate, NewArtifact, StoredProgress, write_progress};
 use super::db::{Catalog, now_rfc3339, open_connection};
 use crate::error::{Error, Result};
@@ -196,7 +197,10 @@ impl Workspace {
             Ok(Started::TookOver(id))
         })?;
         let (id, created) = match started {
-            Started::Existing(id) => return Ok(Produced::Existing(id)),
+            Started::Existing(id) => {
+                self.note(id, Touch::Reused);
+                return Ok(Produced::Existing(id));
+            }
             Started::Created(id) => (id, true),
             Started::TookOver(id) => (id, false),
         };
@@ -230,7 +234,13 @@ impl Workspace {
             }
         })();
         match result {
-            Ok(()) => Ok(Produced::Made(id)),
+            Ok(()) => {
+                for &parent in &plan.parents {
+                    self.note(parent, Touch::Read);
+                }
+                self.note(id, Touch::Made);
+                Ok(Produced::Made(id))
+            }
             Err(e) => {
                 // A resumable attempt's row stays (failed, or "cancelled") and names the partial it left, so
                 // deleting the row removes that too.

@@ -17,6 +17,7 @@ mod datasets;
 mod db;
 mod lifecycle;
 mod lineage;
+mod sessions;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -28,11 +29,12 @@ pub use artifact::*;
 pub use artifacts::*;
 pub use dataset::{Dataset, DatasetList};
 pub use datasets::*;
-pub(crate) use db::now_rfc3339;
+pub(crate) use db::{format_rfc3339, now_rfc3339};
 pub use db::{Catalog, SCHEMA_VERSION};
 pub(crate) use lifecycle::resumable_dir;
 pub use lifecycle::{ArtifactPlan, IfReady, Produced, Request, StageRecord, WorkDir};
 pub use lineage::Lineage;
+pub use sessions::{SessionRow, Touch, TouchedArtifact};
 pub use usage::{CleanUp, DiskUsage, KindUsage};
 
 use crate::error::{Error, Result};
@@ -166,7 +168,10 @@ impl Workspace {
     /// points to (see [`crate::collect::version`]).
     pub fn dataset(&self, name_or_id: &str) -> Result<Dataset> {
         match self.catalog().dataset(name_or_id) {
-            Ok(row) => Ok(Dataset { row, ws: self.clone() }),
+            Ok(row) => {
+                self.note(row.id, Touch::Read);
+                Ok(Dataset { row, ws: self.clone() })
+            }
             Err(e @ Error::NotFound { .. }) => match self.pointer(name_or_id)? {
                 Some((id, _)) => self.dataset_by_id(id),
                 None => Err(e),
@@ -177,6 +182,7 @@ impl Workspace {
 
     pub(crate) fn dataset_by_id(&self, id: i64) -> Result<Dataset> {
         let row = self.catalog().with_conn(|conn| self.catalog().dataset_by_id(conn, id))?;
+        self.note(row.id, Touch::Read);
         Ok(Dataset { row, ws: self.clone() })
     }
 

@@ -502,6 +502,7 @@ impl Workspace {
     pub fn sae_run(&self, name_or_id: &str) -> Result<SaeRun> {
         let id = self.catalog().artifact_id_named(SAE_RUN_KIND, name_or_id)?;
         let row = self.catalog().with_conn(|conn| table::sae_run_in(self.catalog(), conn, id))?;
+        self.note(id, crate::catalog::Touch::Read);
         Ok(SaeRun { row })
     }
 }

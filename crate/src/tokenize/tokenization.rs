@@ -166,7 +166,11 @@ impl Workspace {
     /// A dataset's most recent tokenization.
     pub fn latest_tokenization(&self, dataset: &str) -> Result<Tokenization> {
         let rows = self.tokenizations(dataset)?;
-        rows.into_iter().next().map(Tokenization::from_row).ok_or_else(|| Error::NotFound {
+        let found = rows.into_iter().next().map(Tokenization::from_row);
+        if let Some(t) = &found {
+            self.note(t.id(), crate::catalog::Touch::Read);
+        }
+        found.ok_or_else(|| Error::NotFound {
             kind: "tokenization of dataset",
             name: dataset.to_string(),
             catalog: self.catalog().path().to_path_buf(),
@@ -176,7 +180,9 @@ impl Workspace {
     /// A tokenization by name or id.
     pub fn tokenization(&self, name_or_id: &str) -> Result<Tokenization> {
         let row = self.catalog().with_conn(|conn| tokenization_by_name_in(self.catalog(), conn, name_or_id))?;
-        Ok(Tokenization::from_row(row))
+        let tokenization = Tokenization::from_row(row);
+        self.note(tokenization.id(), crate::catalog::Touch::Read);
+        Ok(tokenization)
     }
 
     fn tokenization_by_id(&self, id: i64) -> Result<Tokenization> {

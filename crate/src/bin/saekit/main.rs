@@ -9,6 +9,7 @@ mod manifest;
 mod mix;
 mod models;
 mod pages;
+mod report;
 mod sae;
 mod train;
 
@@ -128,6 +129,9 @@ enum Command {
     Curate(curate::CurateCommand),
     /// Bucket manifests: analyse a JSONL into buckets, add buckets, store phases, sample exactly N examples
     Manifest(manifest::ManifestArgs),
+    /// Execute a notebook headless through the saekit kernel and export it as a self-contained HTML report
+    /// ending in its provenance; --check re-runs it and lists the outputs that differ from the exported run
+    Report(report::ReportArgs),
     /// What the workspace holds on disk, by kind
     Du,
     /// Sparse autoencoders in SAELens' layout: make one, show one, run one
@@ -364,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sae(command) => sae::sae(command),
         Command::Mix(command) => mix::mix(command, open_workspace),
         Command::Manifest(args) => manifest::manifest(args),
+        Command::Report(args) => report::report(args, workspace_dir.as_deref()),
         Command::Validate(args) => curate::validate(args),
         Command::Collect(command) => collect::collect(command, open_workspace),
         Command::Curate(command) => curate::curate(command, open_workspace),

@@ -105,8 +105,8 @@ pub fn quickstart(ws: &Workspace, out: &std::path::Path) -> Result<()> {
     report.section("First packed sequences", &tokenization.page_with(&tokenizer, 0, 2)?);
     report.section("Catalog", &ws.datasets()?);
     report.provenance("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64()));
-    report.write_html(out)?;
-    println!("{}", report.to_text());
+    let text = report.write_html_and_text(out)?;
+    println!("{text}");
     println!("report written to {}", out.display());
     Ok(())
 }

@@ -1,8 +1,14 @@
-//! Self-contained HTML reports: a title, the provenance that makes the run reproducible (versions,
-//! inputs, settings), then one section per rendered value. Charts are inline SVG and the stylesheet is
-//! inline, so the file opens anywhere with no network and no JavaScript.
+//! Self-contained HTML reports: a title, the facts the caller adds (inputs, settings), one section per
+//! rendered value, and at the end the session's [`Provenance`] (build, machine, every artifact touched,
+//! seeds), which no caller assembles by hand. Charts are inline SVG and the stylesheet is inline, so the
+//! file opens anywhere with no network and no JavaScript. A notebook exported by `saekit report` ends in
+//! the same provenance footer.
+
+mod provenance;
 
 use std::path::Path;
+
+pub use provenance::{Provenance, Seed, WorkspaceProvenance, provenance, seeds_of};
 
 use crate::display::{MimeBundle, Render, STYLE, escape};
 use crate::error::Result;
@@ -37,6 +43,10 @@ impl Report {
 
     /// The report as plain text.
     pub fn to_text(&self) -> String {
+        self.to_text_with(&Provenance::current())
+    }
+
+    fn to_text_with(&self, provenance: &Provenance) -> String {
         let mut out = format!("{}\n{}\n", self.title, "=".repeat(self.title.chars().count()));
         for (k, v) in &self.provenance {
             out.push_str(&format!("{k}: {v}\n"));
@@ -44,11 +54,17 @@ impl Report {
         for (heading, bundle) in &self.sections {
             out.push_str(&format!("\n## {heading}\n{}\n", bundle.plain()));
         }
+        out.push('\n');
+        out.push_str(&provenance.to_text());
         out
     }
 
-    /// The report as one HTML document.
+    /// The report as one HTML document, ending in this session's provenance.
     pub fn to_html(&self) -> String {
+        self.to_html_with(&Provenance::current())
+    }
+
+    fn to_html_with(&self, provenance: &Provenance) -> String {
         let mut html = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>{STYLE}\
              <style>body {{ max-width: 70em; margin: 2em auto; padding: 0 1em; }} h1, h2 {{ font-family: system-ui, sans-serif; }}\
@@ -56,7 +72,7 @@ impl Report {
             escape(&self.title),
             escape(&self.title)
         );
-        html.push_str("<section><h2>Provenance</h2><table>");
+        html.push_str("<section><h2>About this run</h2><table>");
         for (k, v) in &self.provenance {
             html.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)));
         }
@@ -68,6 +84,7 @@ impl Report {
                 bundle.html_or_fallback().replace(STYLE, "")
             ));
         }
+        html.push_str(&provenance.to_html());
         html.push_str("</div></body></html>\n");
         html
     }
@@ -75,6 +92,13 @@ impl Report {
     /// Writes the HTML to `path`, under a temporary name first so a reader never sees half a report.
     pub fn write_html(&self, path: &Path) -> Result<()> {
         crate::files::write_atomically(path, self.to_html().as_bytes())
+    }
+
+    /// Writes the HTML and returns the text form, both with the same provenance (read once).
+    pub fn write_html_and_text(&self, path: &Path) -> Result<String> {
+        let provenance = Provenance::current();
+        crate::files::write_atomically(path, self.to_html_with(&provenance).as_bytes())?;
+        Ok(self.to_text_with(&provenance))
     }
 }
 
@@ -103,5 +127,9 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert_eq!(html.matches("<style>").count(), 2, "one shared stylesheet plus the page's own");
         assert!(r.to_text().contains("## Samples"));
+        assert!(html.contains("<footer class=\"saekit-provenance\">"), "the session's provenance ends every report");
+        assert!(
+            html.contains(crate::VERSION) && html.contains(&crate::session::BuildInfo::current().cargo_lock_sha256)
+        );
     }
 }
