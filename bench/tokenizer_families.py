@@ -63,19 +63,23 @@ def byte_level(split: str | None, normalizer=None, ignore_merges=False) -> Token
     return with_added(tok)
 
 
-def sentencepiece(pre, normalizer=None, fuse_unk=True) -> Tokenizer:
+def sentencepiece(pre, normalizer=None, fuse_unk=True, train_pre=None) -> Tokenizer:
+    """SentencePiece-style BPE with byte fallback. Trained on `▁`-prefixed words (`train_pre`, as
+    SentencePiece itself trains within whitespace-delimited pieces), then used with `normalizer` and `pre`
+    (`None`: no pre-tokenizer, the whole text one word), as converted Gemma/Llama-2 files are."""
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=fuse_unk))
+    tok.pre_tokenizer = train_pre or pre
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=SPECIALS + BYTES, show_progress=False,
+                                  limit_alphabet=400)
+    tok.train_from_iterator([t[:300] for t in training_texts()], trainer)
+    spec = json.loads(tok.to_str())
+    spec["normalizer"] = json.loads(Tokenizer(models.BPE()).to_str())["normalizer"]
+    spec["pre_tokenizer"] = None
+    tok = Tokenizer.from_str(json.dumps(spec))
     if normalizer is not None:
         tok.normalizer = normalizer
     if pre is not None:
         tok.pre_tokenizer = pre
-    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=SPECIALS + BYTES, show_progress=False,
-                                  limit_alphabet=400)
-    texts = [t[:300] for t in training_texts()]
-    if pre is None:
-        # No pre-tokenizer at training time either: give the trainer the `▁` words Llama-2's normalizer makes.
-        texts = ["▁" + t.replace(" ", "▁") for t in texts]
-    tok.train_from_iterator(texts, trainer)
     return with_added(tok)
 
 
@@ -107,11 +111,13 @@ CONFIGS = {
     "lowercase-nfd-bytelevel": lambda: byte_level(LLAMA3_PATTERN, normalizers.Sequence([normalizers.NFD(),
                                                                                         normalizers.Lowercase()])),
     "metaspace-first-nosplit": lambda: sentencepiece(
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False),
+        train_pre=pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)),
     "metaspace-always-split": lambda: sentencepiece(
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True), fuse_unk=False),
     "llama2-normalizer": lambda: sentencepiece(
-        None, normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])),
+        None, normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]),
+        train_pre=pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)),
     "digits-punct-char-bpe": lambda: char_bpe(
         normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(), normalizers.Strip()]),
         pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True),
