@@ -3,7 +3,9 @@
 //! documents into training sequences, the parallel pass that writes a token store, and its statistics.
 
 pub mod bpe;
+pub(crate) mod charprops;
 pub mod engine;
+pub(crate) mod fxhash;
 pub(crate) mod normalize;
 pub mod params;
 pub mod pipeline;

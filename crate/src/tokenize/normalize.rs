@@ -5,8 +5,13 @@
 //! same.
 
 use serde_json::Value;
-use unicode_categories::UnicodeCategories;
 use unicode_normalization_alignments::UnicodeNormalization;
+
+use super::bpe::decode_multibyte;
+use super::charprops::{
+    BERT_CONTROL, CHINESE, COMBINING, LOWER_SAME, MARK_NONSPACING, STABLE_NFC, STABLE_NFD, STABLE_NFKC, STABLE_NFKD,
+    WHITESPACE, flags,
+};
 
 /// One normalization step.
 #[derive(Debug, Clone)]
@@ -114,17 +119,34 @@ fn apply(step: &Norm, s: &mut String, scratch: &mut String) -> bool {
             if s.is_ascii() {
                 return false;
             }
-            by_segments(s, scratch, |seg, out| match step {
-                Norm::Nfc => out.extend(seg.nfc().map(|(c, _)| c)),
-                Norm::Nfd => out.extend(seg.nfd().map(|(c, _)| c)),
-                Norm::Nfkc => out.extend(seg.nfkc().map(|(c, _)| c)),
-                _ => out.extend(seg.nfkd().map(|(c, _)| c)),
+            let stable = match step {
+                Norm::Nfc => STABLE_NFC,
+                Norm::Nfd => STABLE_NFD,
+                Norm::Nfkc => STABLE_NFKC,
+                _ => STABLE_NFKD,
+            };
+            let mut changed = false;
+            by_stable(s, stable, |seg, dirty| {
+                if !dirty {
+                    scratch.push_str(seg);
+                    return;
+                }
+                changed = true;
+                match step {
+                    Norm::Nfc => scratch.extend(seg.nfc().map(|(c, _)| c)),
+                    Norm::Nfd => scratch.extend(seg.nfd().map(|(c, _)| c)),
+                    Norm::Nfkc => scratch.extend(seg.nfkc().map(|(c, _)| c)),
+                    _ => scratch.extend(seg.nfkd().map(|(c, _)| c)),
+                }
             });
-            true
+            changed
         }
         Norm::Lowercase => {
             if s.is_ascii() {
                 s.make_ascii_lowercase();
+                return false;
+            }
+            if s.chars().all(|c| if c.is_ascii() { !c.is_ascii_uppercase() } else { flags(c) & LOWER_SAME != 0 }) {
                 return false;
             }
             lowercase_into(s, scratch);
@@ -162,7 +184,7 @@ fn apply(step: &Norm, s: &mut String, scratch: &mut String) -> bool {
             if s.is_ascii() {
                 return false;
             }
-            scratch.extend(s.chars().filter(|&c| !unicode_normalization_alignments::char::is_combining_mark(c)));
+            scratch.extend(s.chars().filter(|&c| c.is_ascii() || flags(c) & COMBINING == 0));
             true
         }
         Norm::Bert { clean_text, chinese_chars, strip_accents, lowercase } => {
@@ -176,112 +198,116 @@ fn apply(step: &Norm, s: &mut String, scratch: &mut String) -> bool {
 /// final-sigma rule, unlike `str::to_lowercase`).
 fn lowercase_into(s: &str, out: &mut String) {
     for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.extend(c.to_lowercase());
-        }
+        push_lowercase(c, out);
     }
 }
 
-/// Normalizes `s` segment by segment: ASCII characters are copied, and each run of non-ASCII characters,
-/// with the ASCII character just before it (it may compose with a following mark), goes through `f`.
-/// Composition and canonical reordering never cross a boundary before an ASCII character (a starter
-/// that is never the second of a composition pair), so this equals normalizing `s` whole.
-fn by_segments(s: &str, out: &mut String, mut f: impl FnMut(&str, &mut String)) {
+#[inline]
+fn push_lowercase(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+    } else if flags(c) & LOWER_SAME != 0 {
+        out.push(c);
+    } else {
+        out.extend(c.to_lowercase());
+    }
+}
+
+/// Calls `emit` with consecutive pieces of `s`, `dirty` or not: a clean piece is a run of characters
+/// each stable for the normal form (`stable`, a flag of [`super::charprops`]), so already normalized; a
+/// dirty one runs from the stable character before a character that is not (it may compose with what
+/// follows) to the next stable one. Normalizing each piece alone equals normalizing `s` whole: nothing
+/// reorders or composes across a stable character.
+fn by_stable(s: &str, stable: u16, mut emit: impl FnMut(&str, bool)) {
     let b = s.as_bytes();
     let n = b.len();
-    let mut i = 0;
+    // `s[..done]` has been emitted; `cut` is the start of the last stable character seen (or `done`).
+    let (mut done, mut cut, mut i) = (0, 0, 0);
     while i < n {
-        // ASCII up to the byte before the next non-ASCII one.
-        let mut j = i;
-        while j < n && b[j] < 0x80 {
-            j += 1;
+        if b[i] < 0x80 {
+            cut = i;
+            i += 1;
+            continue;
         }
-        if j == n {
-            out.push_str(&s[i..]);
-            return;
+        let (cp, len) = decode_multibyte(b, i);
+        let c = char::from_u32(cp).expect("valid UTF-8");
+        if flags(c) & stable != 0 {
+            cut = i;
+            i += len;
+            continue;
         }
-        let seg_start = if j > i { j - 1 } else { j };
-        out.push_str(&s[i..seg_start]);
-        let mut k = j;
-        while k < n && b[k] >= 0x80 {
-            k += 1;
+        let mut end = i + len;
+        while end < n {
+            if b[end] < 0x80 {
+                break;
+            }
+            let (cp, len) = decode_multibyte(b, end);
+            if flags(char::from_u32(cp).expect("valid UTF-8")) & stable != 0 {
+                break;
+            }
+            end += len;
         }
-        f(&s[seg_start..k], out);
-        i = k;
+        if done < cut {
+            emit(&s[done..cut], false);
+        }
+        emit(&s[cut..end], true);
+        (done, cut, i) = (end, end, end);
     }
-}
-
-fn bert_is_whitespace(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r') || c.is_whitespace()
-}
-
-fn bert_is_control(c: char) -> bool {
-    !matches!(c, '\t' | '\n' | '\r') && c.is_other()
-}
-
-pub(crate) fn is_chinese_char(c: char) -> bool {
-    matches!(c as u32,
-        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0x2A700..=0x2B73F | 0x2B740..=0x2B81F
-        | 0x2B920..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
+    if done < n {
+        emit(&s[done..], false);
+    }
 }
 
 /// `BertNormalizer`: clean text, pad CJK ideographs with spaces, strip accents (NFD, then drop `Mn`),
 /// lowercase — in that order, as `tokenizers` applies them.
 fn bert(s: &str, out: &mut String, clean: bool, chinese: bool, strip_accents: bool, lowercase: bool) {
-    if s.is_ascii() {
-        out.reserve(s.len());
-        for &b in s.as_bytes() {
-            let c = b as char;
-            if clean {
-                if b == 0 || bert_is_control(c) {
-                    continue;
-                }
-                if bert_is_whitespace(c) {
-                    out.push(' ');
-                    continue;
-                }
-            }
-            out.push(if lowercase { c.to_ascii_lowercase() } else { c });
-        }
-        return;
-    }
-    let mut stage = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
+    // Clean text and pad CJK ideographs: character by character.
+    let cleaned = |c: char, f: u16, stage: &mut String| {
         if clean {
-            if c == '\0' || c == '\u{fffd}' || bert_is_control(c) {
-                continue;
+            if c == '\0' || c == '\u{fffd}' || f & BERT_CONTROL != 0 {
+                return;
             }
-            if bert_is_whitespace(c) {
+            if matches!(c, '\t' | '\n' | '\r') || f & WHITESPACE != 0 {
                 stage.push(' ');
-                continue;
+                return;
             }
         }
-        if chinese && is_chinese_char(c) {
+        if chinese && f & CHINESE != 0 {
             stage.push(' ');
             stage.push(c);
             stage.push(' ');
         } else {
             stage.push(c);
         }
-    }
-    let stripped;
-    let text: &str = if strip_accents {
-        let mut t = String::with_capacity(stage.len());
-        by_segments(&stage, &mut t, |seg, out| {
-            out.extend(seg.nfd().map(|(c, _)| c).filter(|c| !c.is_mark_nonspacing()))
-        });
-        stripped = t;
-        &stripped
-    } else {
-        &stage
     };
-    if lowercase {
-        lowercase_into(text, out);
-    } else {
-        out.push_str(text);
+    if s.is_ascii() {
+        out.reserve(s.len());
+        for c in s.chars() {
+            let start = out.len();
+            cleaned(c, flags(c), out);
+            if lowercase {
+                out[start..].make_ascii_lowercase();
+            }
+        }
+        return;
     }
+    let mut stage = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        cleaned(c, flags(c), &mut stage);
+    }
+    let push = |c: char, out: &mut String| if lowercase { push_lowercase(c, out) } else { out.push(c) };
+    if !strip_accents {
+        stage.chars().for_each(|c| push(c, out));
+        return;
+    }
+    let kept = |c: &char| c.is_ascii() || flags(*c) & MARK_NONSPACING == 0;
+    by_stable(&stage, STABLE_NFD, |seg, dirty| {
+        if dirty {
+            seg.nfd().map(|(c, _)| c).filter(kept).for_each(|c| push(c, out));
+        } else {
+            seg.chars().filter(kept).for_each(|c| push(c, out));
+        }
+    });
 }
 
 #[cfg(test)]
@@ -289,20 +315,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_equal_whole_normalization() {
+    fn pieces_equal_whole_normalization() {
         let texts = [
             "e\u{301}tude caf\u{e9} ﬁ\u{301} ① Ⅻ ｆｕｌｌ 가\u{11a8} a\u{323}\u{307}x",
             "x\u{307}\u{323} \u{1e0b}\u{323} Å Ω ﬀ ㍿ ½",
             "plain ascii",
             "\u{301}leading mark",
+            "日本語\u{301}한국어\u{1100}\u{1161}\u{11a8}ଇ\u{b47}\u{b3e}\u{b57}é\u{a0}",
+            "\u{fb01}\u{fb01}\u{300}\u{316}\u{301}\u{a0}\u{a0}",
+        ];
+        type Form = fn(&str) -> String;
+        let forms: [(u16, Form); 4] = [
+            (STABLE_NFC, |s| s.nfc().map(|(c, _)| c).collect()),
+            (STABLE_NFD, |s| s.nfd().map(|(c, _)| c).collect()),
+            (STABLE_NFKC, |s| s.nfkc().map(|(c, _)| c).collect()),
+            (STABLE_NFKD, |s| s.nfkd().map(|(c, _)| c).collect()),
         ];
         for t in texts {
-            let mut out = String::new();
-            by_segments(t, &mut out, |seg, o| o.extend(seg.nfkc().map(|(c, _)| c)));
-            assert_eq!(out, t.nfkc().map(|(c, _)| c).collect::<String>(), "{t:?}");
-            out.clear();
-            by_segments(t, &mut out, |seg, o| o.extend(seg.nfd().map(|(c, _)| c)));
-            assert_eq!(out, t.nfd().map(|(c, _)| c).collect::<String>(), "{t:?}");
+            for (stable, form) in forms {
+                let mut out = String::new();
+                by_stable(t, stable, |seg, dirty| out.push_str(&if dirty { form(seg) } else { seg.to_string() }));
+                assert_eq!(out, form(t), "{t:?}");
+            }
         }
     }
 }

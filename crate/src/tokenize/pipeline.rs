@@ -16,6 +16,8 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use super::fxhash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
@@ -150,7 +152,7 @@ impl Merges {
 /// `rep` inside a token.
 struct Boundary {
     rep: char,
-    unsafe_before: HashSet<char>,
+    unsafe_before: FxHashSet<char>,
 }
 
 struct Bpe {
@@ -158,7 +160,7 @@ struct Bpe {
     /// Byte-level: the token of each byte.
     byte_ids: [u32; 256],
     /// Character BPE: the token of each character.
-    char_ids: HashMap<char, u32>,
+    char_ids: FxHashMap<char, u32>,
     ascii_ids: [u32; 128],
     /// `byte_fallback`: the `<0xXX>` tokens (NO_ID where missing).
     fallback: Option<[u32; 256]>,
@@ -166,7 +168,7 @@ struct Bpe {
     fuse_unk: bool,
     merges: Merges,
     /// `ignore_merges`: a word that is a token is that token.
-    whole: Option<HashMap<Vec<u8>, u32>>,
+    whole: Option<FxHashMap<Vec<u8>, u32>>,
     boundary: Option<Boundary>,
 }
 
@@ -223,9 +225,12 @@ impl Bpe {
 }
 
 struct WordPiece {
-    vocab: HashMap<Vec<u8>, u32>,
+    vocab: FxHashMap<Vec<u8>, u32>,
     /// Tokens that start with the continuing prefix, by what follows it.
-    continuing: HashMap<Vec<u8>, u32>,
+    continuing: FxHashMap<Vec<u8>, u32>,
+    /// The longest key of `vocab` and of `continuing`, in bytes: no match is tried beyond them.
+    longest: usize,
+    longest_continuing: usize,
     unk: u32,
     max_chars: usize,
 }
@@ -240,8 +245,15 @@ impl WordPiece {
         let start_len = out.len();
         let mut start = 0;
         while start < b.len() {
-            let map = if start == 0 { &self.vocab } else { &self.continuing };
+            let (map, longest) =
+                if start == 0 { (&self.vocab, self.longest) } else { (&self.continuing, self.longest_continuing) };
             let mut end = b.len();
+            if end - start > longest {
+                end = start + longest;
+                while end > start && b[end] & 0xC0 == 0x80 {
+                    end -= 1;
+                }
+            }
             let mut found = None;
             while start < end {
                 if let Some(&id) = map.get(&b[start..end]) {
@@ -350,8 +362,8 @@ impl Pipeline {
                 let prefix = model_json.get("continuing_subword_prefix")?.as_str()?.as_bytes().to_vec();
                 let unk = *vocab.get(model_json.get("unk_token")?.as_str()?)?;
                 let max_chars = model_json.get("max_input_chars_per_word")?.as_u64()? as usize;
-                let mut words = HashMap::with_capacity(vocab.len());
-                let mut continuing = HashMap::new();
+                let mut words = FxHashMap::default();
+                let mut continuing = FxHashMap::default();
                 for (token, &id) in &vocab {
                     let b = token.as_bytes();
                     words.insert(b.to_vec(), id);
@@ -359,7 +371,10 @@ impl Pipeline {
                         continuing.insert(b[prefix.len()..].to_vec(), id);
                     }
                 }
-                (Model::WordPiece(WordPiece { vocab: words, continuing, unk, max_chars }), "saekit WordPiece")
+                let longest = words.keys().map(Vec::len).max().unwrap_or(0);
+                let longest_continuing = continuing.keys().map(Vec::len).max().unwrap_or(0);
+                let wp = WordPiece { vocab: words, continuing, unk, max_chars, longest, longest_continuing };
+                (Model::WordPiece(wp), "saekit WordPiece")
             }
             _ => return None,
         };
@@ -420,7 +435,7 @@ impl Pipeline {
                 return None;
             }
         }
-        let mut char_ids = HashMap::new();
+        let mut char_ids = FxHashMap::default();
         let mut ascii_ids = [NO_ID; 128];
         for (token, &id) in vocab {
             let mut cs = token.chars();
@@ -469,7 +484,7 @@ impl Pipeline {
             .then(|| pre.metaspace().map_or('▁', |(rep, _)| rep))
             .filter(|rep| char_ids.contains_key(rep))
             .map(|rep| {
-                let mut unsafe_before = HashSet::new();
+                let mut unsafe_before = FxHashSet::default();
                 for token in vocab.keys() {
                     let mut prev: Option<char> = None;
                     for c in token.chars() {

@@ -4,10 +4,9 @@
 //! words `tokenizers` gives; the regex patterns are recognised by their exact text (anything else falls
 //! back to the `tokenizers` crate), and the character classes are those `fancy-regex` uses.
 
-use serde_json::Value;
-use unicode_categories::UnicodeCategories;
-
 use super::bpe::{CHAR_CLASSES, CLS_LETTER, CLS_MASK, CLS_NUMBER, CLS_SPACE, WORD_FLAG, decode_multibyte};
+use super::charprops::{NUMERIC, PUNCTUATION, WHITESPACE, flags};
+use serde_json::Value;
 
 /// GPT-2's pattern (also the `ByteLevel` pre-tokenizer's).
 pub(crate) const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
@@ -174,11 +173,11 @@ impl PreTokenizer {
             }
             Pre::Digits { individual } => {
                 let behavior = if *individual { Behavior::Isolated } else { Behavior::Contiguous };
-                split_chars(s, char::is_numeric, behavior, &mut |w| next(w, emit));
+                split_chars(s, is_numeric, behavior, &mut |w| next(w, emit));
             }
             Pre::Whitespace => whitespace(s.as_bytes(), |w| next(as_str(w), emit)),
-            Pre::WhitespaceSplit => split_chars(s, char::is_whitespace, Behavior::Removed, &mut |w| next(w, emit)),
-            Pre::Bert => split_chars(s, char::is_whitespace, Behavior::Removed, &mut |w| {
+            Pre::WhitespaceSplit => split_chars(s, is_whitespace, Behavior::Removed, &mut |w| next(w, emit)),
+            Pre::Bert => split_chars(s, is_whitespace, Behavior::Removed, &mut |w| {
                 split_chars(w, is_punctuation, Behavior::Isolated, &mut |x| next(x, emit))
             }),
             Pre::Punctuation(behavior) => split_chars(s, is_punctuation, *behavior, &mut |w| next(w, emit)),
@@ -247,7 +246,19 @@ fn push_steps(value: &Value, steps: &mut Vec<Pre>) -> Option<()> {
 }
 
 fn is_punctuation(c: char) -> bool {
-    c.is_ascii_punctuation() || c.is_punctuation()
+    if c.is_ascii() { c.is_ascii_punctuation() } else { flags(c) & PUNCTUATION != 0 }
+}
+
+/// `char::is_whitespace`.
+#[inline]
+fn is_whitespace(c: char) -> bool {
+    if c.is_ascii() { matches!(c, ' ' | '\t'..='\r') } else { flags(c) & WHITESPACE != 0 }
+}
+
+/// `char::is_numeric`.
+#[inline]
+fn is_numeric(c: char) -> bool {
+    if c.is_ascii() { c.is_ascii_digit() } else { flags(c) & NUMERIC != 0 }
 }
 
 /// `NormalizedString::split` with a character predicate: each matching character is a match, the text
