@@ -58,6 +58,20 @@ impl Normalizer {
         Some(Normalizer { steps })
     }
 
+    /// Normalizing a text equals normalizing its chunks between ASCII spaces alone, as far as a
+    /// pre-tokenizer that drops whitespace can tell: every step maps characters one by one (the normal
+    /// forms compose and reorder only between stable characters, as ' ' is), leaves ' ' as it is, and
+    /// `Strip` (which only removes whitespace from the ends) comes last.
+    pub(crate) fn chunk_local(&self) -> bool {
+        let n = self.steps.len();
+        self.steps.iter().enumerate().all(|(k, step)| match step {
+            Norm::Nfc | Norm::Nfd | Norm::Nfkc | Norm::Nfkd | Norm::Lowercase | Norm::StripAccents => true,
+            Norm::Bert { .. } => true,
+            Norm::Strip { .. } => k + 1 == n,
+            Norm::Replace { .. } | Norm::Prepend(_) => false,
+        })
+    }
+
     pub(crate) fn is_identity(&self) -> bool {
         self.steps.is_empty()
     }

@@ -9,9 +9,9 @@
 //!   (`byte_fallback`) or the unknown token (`fuse_unk` joins neighbours);
 //! - WordPiece: greedy longest match with `continuing_subword_prefix`, `max_input_chars_per_word`, unk.
 //!
-//! When the pre-tokenizer leaves long stretches whole (Gemma/Llama-2 style: spaces become `▁`, no split),
-//! a stretch is cut before a `▁` wherever no token of the vocabulary spans that point, so that merging
-//! stays exact while words become short and cacheable.
+//! A character BPE word that misses the cache is cut wherever no token of the vocabulary spans two
+//! neighbouring characters (Gemma/Llama-2 style, where spaces become `▁` and nothing splits, a whole
+//! text is one word), so that merging stays exact while the pieces are short and cacheable.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -37,7 +37,8 @@ const CACHES_PER_THREAD: usize = 4;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 40);
 
 thread_local! {
-    static CACHES: RefCell<Vec<(u64, WordCache)>> = const { RefCell::new(Vec::new()) };
+    /// Per pipeline (by id): the word cache and the raw chunk cache.
+    static CACHES: RefCell<Vec<(u64, Box<(WordCache, WordCache)>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The merges of a BPE model as ids.
@@ -148,11 +149,59 @@ impl Merges {
     }
 }
 
-/// Where long words may be cut: before `rep` when the character before it is known and never precedes
-/// `rep` inside a token.
-struct Boundary {
-    rep: char,
-    unsafe_before: FxHashSet<char>,
+/// Where a character BPE word may be cut into pieces that merge independently: between two characters
+/// that are never neighbours inside a token (no merge can then join across), where neither side's
+/// symbols could merge or fuse otherwise (byte-fallback and unknown tokens take part in no merge, and
+/// no two unknown tokens are fused there). Pieces are short and repeat, so the word cache holds them.
+struct Cuts {
+    /// Bit `b` of `ascii[a]`: `a` is followed by `b` inside some token.
+    ascii: [u128; 128],
+    /// The same for pairs with a character outside ASCII.
+    pairs: FxHashSet<(char, char)>,
+    /// Byte-fallback and unknown tokens are part of no merge.
+    inert_unknown: bool,
+    /// Unknown characters may become `unk` tokens that fuse with their neighbours.
+    fusing_unk: bool,
+}
+
+impl Cuts {
+    fn new(vocab: &HashMap<String, u32>, merge_parts: &HashSet<u32>, inert: &[u32], fusing_unk: bool) -> Cuts {
+        let mut cuts = Cuts {
+            ascii: [0; 128],
+            pairs: FxHashSet::default(),
+            inert_unknown: !inert.iter().any(|id| merge_parts.contains(id)),
+            fusing_unk,
+        };
+        for token in vocab.keys() {
+            let mut prev: Option<char> = None;
+            for c in token.chars() {
+                if let Some(p) = prev {
+                    if p.is_ascii() && c.is_ascii() {
+                        cuts.ascii[p as usize] |= 1u128 << (c as u32);
+                    } else {
+                        cuts.pairs.insert((p, c));
+                    }
+                }
+                prev = Some(c);
+            }
+        }
+        cuts
+    }
+
+    /// Whether the word may be cut between `a` and `b`.
+    #[inline]
+    fn between(&self, bpe: &Bpe, a: char, b: char) -> bool {
+        let joined = if a.is_ascii() && b.is_ascii() {
+            self.ascii[a as usize] & (1u128 << (b as u32)) != 0
+        } else {
+            self.pairs.contains(&(a, b))
+        };
+        if joined {
+            return false;
+        }
+        let (known_a, known_b) = (bpe.char_id(a) != NO_ID, bpe.char_id(b) != NO_ID);
+        (known_a && known_b) || (self.inert_unknown && (!self.fusing_unk || known_a || known_b))
+    }
 }
 
 struct Bpe {
@@ -169,7 +218,7 @@ struct Bpe {
     merges: Merges,
     /// `ignore_merges`: a word that is a token is that token.
     whole: Option<FxHashMap<Vec<u8>, u32>>,
-    boundary: Option<Boundary>,
+    cuts: Option<Cuts>,
 }
 
 impl Bpe {
@@ -293,6 +342,11 @@ pub struct Pipeline {
     model: Model,
     added_raw: Option<AddedSet>,
     added_normalized: Option<AddedSet>,
+    /// The ids of a text are those of its chunks between ASCII spaces, encoded alone: the first
+    /// pre-tokenizer step drops whitespace, every normalizer step works character by character
+    /// (leaving ' ' alone and nothing composing across it; `Strip` only last), and no normalized added
+    /// token holds a space. Chunks repeat, so their ids are cached before any normalizing.
+    chunked: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -403,12 +457,16 @@ impl Pipeline {
             };
             if token.normalized { normalized.push(added) } else { raw.push(added) }
         }
+        let chunked = pre.drops_whitespace_first()
+            && normalizer.chunk_local()
+            && normalized.iter().all(|a: &Added| !a.content.contains(&b' '));
         Some(Pipeline {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             kind,
             normalizer,
             pre,
             model,
+            chunked,
             added_raw: AddedSet::new(raw),
             added_normalized: AddedSet::new(normalized),
         })
@@ -480,24 +538,14 @@ impl Pipeline {
                 .collect()
         });
 
-        let boundary = (!byte_level)
-            .then(|| pre.metaspace().map_or('▁', |(rep, _)| rep))
-            .filter(|rep| char_ids.contains_key(rep))
-            .map(|rep| {
-                let mut unsafe_before = FxHashSet::default();
-                for token in vocab.keys() {
-                    let mut prev: Option<char> = None;
-                    for c in token.chars() {
-                        if c == rep
-                            && let Some(p) = prev
-                        {
-                            unsafe_before.insert(p);
-                        }
-                        prev = Some(c);
-                    }
-                }
-                Boundary { rep, unsafe_before }
-            });
+        // Cuts need the whole word to go through merges (not `ignore_merges`).
+        let cuts = (!byte_level && whole.is_none()).then(|| {
+            let parts: HashSet<u32> = pairs.keys().flat_map(|&(a, b)| [a, b]).collect();
+            let mut inert: Vec<u32> = fallback.iter().flatten().copied().filter(|&id| id != NO_ID).collect();
+            inert.extend(unk);
+            let complete = fallback.is_some_and(|fb| !fb.contains(&NO_ID));
+            Cuts::new(vocab, &parts, &inert, unk.is_some() && fuse_unk && !complete)
+        });
 
         Some(Bpe {
             byte_level,
@@ -509,7 +557,7 @@ impl Pipeline {
             fuse_unk,
             merges: Merges { pairs: PairMap::new(&pairs), rank_new, injective },
             whole,
-            boundary,
+            cuts,
         })
     }
 
@@ -527,8 +575,8 @@ impl Pipeline {
 
     /// Appends the ids of `text` to `out`.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
-        self.with_cache(|cache| {
-            let mut state = State { cache, scratch: Vec::new(), norm: String::new() };
+        self.with_cache(|(cache, chunks)| {
+            let mut state = State { cache, chunks, scratch: Vec::new(), norm: String::new() };
             match &self.added_raw {
                 None => self.normalized_piece(text, true, &mut state, out),
                 Some(set) => {
@@ -545,7 +593,7 @@ impl Pipeline {
         })
     }
 
-    fn with_cache<R>(&self, f: impl FnOnce(&mut WordCache) -> R) -> R {
+    fn with_cache<R>(&self, f: impl FnOnce(&mut (WordCache, WordCache)) -> R) -> R {
         CACHES.with(|c| {
             let mut caches = c.borrow_mut();
             let i = match caches.iter().position(|(owner, _)| *owner == self.id) {
@@ -554,7 +602,7 @@ impl Pipeline {
                     if caches.len() >= CACHES_PER_THREAD {
                         caches.remove(0);
                     }
-                    caches.push((self.id, WordCache::new()));
+                    caches.push((self.id, Box::new((WordCache::new(), WordCache::new()))));
                     caches.len() - 1
                 }
             };
@@ -562,8 +610,32 @@ impl Pipeline {
         })
     }
 
-    /// A piece with no raw added token: normalized, then split around the normalized added tokens.
+    /// A piece with no raw added token: normalized, then split around the normalized added tokens; when
+    /// the pipeline is [`Pipeline::chunked`], chunk by chunk, each chunk's ids cached.
     fn normalized_piece(&self, piece: &str, first: bool, state: &mut State, out: &mut Vec<u32>) {
+        if !self.chunked {
+            return self.normalized_chunk(piece, first, state, out);
+        }
+        for chunk in piece.split(' ') {
+            if chunk.is_empty() {
+                continue;
+            }
+            if chunk.len() > MAX_CACHED_LEN {
+                self.normalized_chunk(chunk, false, state, out);
+                continue;
+            }
+            let hash = hash_bytes(chunk.as_bytes());
+            if let Some(ids) = state.chunks.get(chunk.as_bytes(), hash) {
+                out.extend_from_slice(ids);
+                continue;
+            }
+            let start = out.len();
+            self.normalized_chunk(chunk, false, state, out);
+            state.chunks.insert(chunk.as_bytes(), hash, &out[start..]);
+        }
+    }
+
+    fn normalized_chunk(&self, piece: &str, first: bool, state: &mut State, out: &mut Vec<u32>) {
         if piece.is_empty() {
             return;
         }
@@ -613,28 +685,46 @@ impl Pipeline {
                     out.push(id);
                     return;
                 }
-                if w.len() <= MAX_CACHED_LEN {
+                let Some(cuts) = &bpe.cuts else {
+                    if w.len() > MAX_CACHED_LEN {
+                        return bpe.bpe(w, &mut state.scratch, out);
+                    }
                     let scratch = &mut state.scratch;
                     return self.cached(w, state.cache, out, |w, out| bpe.bpe(w, scratch, out));
+                };
+                if w.len() > MAX_CACHED_LEN {
+                    return self.cut_pieces(bpe, cuts, w, state, out);
                 }
-                let Some(boundary) = &bpe.boundary else { return bpe.bpe(w, &mut state.scratch, out) };
-                // Cut before `rep` where no token spans the cut; pieces merge independently.
-                let mut start = 0;
-                let mut prev: Option<char> = None;
-                for (i, c) in w.char_indices() {
-                    if c == boundary.rep
-                        && let Some(p) = prev
-                        && i > start
-                        && !boundary.unsafe_before.contains(&p)
-                        && bpe.char_id(p) != NO_ID
-                    {
-                        self.bpe_piece(bpe, &w[start..i], state, out);
-                        start = i;
-                    }
-                    prev = Some(c);
+                let hash = hash_bytes(w.as_bytes());
+                if let Some(ids) = state.cache.get(w.as_bytes(), hash) {
+                    out.extend_from_slice(ids);
+                    return;
                 }
-                self.bpe_piece(bpe, &w[start..], state, out);
+                let start = out.len();
+                self.cut_pieces(bpe, cuts, w, state, out);
+                state.cache.insert(w.as_bytes(), hash, &out[start..]);
             }
+        }
+    }
+
+    /// Merges `w` piece by piece, cut wherever [`Cuts::between`] allows (pieces cached).
+    fn cut_pieces(&self, bpe: &Bpe, cuts: &Cuts, w: &str, state: &mut State, out: &mut Vec<u32>) {
+        let mut start = 0;
+        let mut prev: Option<char> = None;
+        for (i, c) in w.char_indices() {
+            if let Some(p) = prev
+                && cuts.between(bpe, p, c)
+            {
+                self.bpe_piece(bpe, &w[start..i], state, out);
+                start = i;
+            }
+            prev = Some(c);
+        }
+        if start == 0 {
+            // Not cut: `w` itself, which the caller caches when it can.
+            bpe.bpe(w, &mut state.scratch, out)
+        } else {
+            self.bpe_piece(bpe, &w[start..], state, out)
         }
     }
 
@@ -661,6 +751,8 @@ impl Pipeline {
 
 struct State<'a> {
     cache: &'a mut WordCache,
+    /// Raw chunk → ids, when the pipeline is [`Pipeline::chunked`].
+    chunks: &'a mut WordCache,
     scratch: Vec<u32>,
     norm: String,
 }

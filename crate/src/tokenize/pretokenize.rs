@@ -103,11 +103,11 @@ impl PreTokenizer {
         matches!(self.steps.last(), Some(Pre::ByteLevel { .. }))
     }
 
-    pub(crate) fn metaspace(&self) -> Option<(char, bool)> {
-        self.steps.iter().find_map(|s| match s {
-            Pre::Metaspace { replacement, split, .. } => Some((*replacement, *split)),
-            _ => None,
-        })
+    /// The first step drops all whitespace and splits there, so words never hold or span a space, and
+    /// no step cares where the text starts (Metaspace's `first`).
+    pub(crate) fn drops_whitespace_first(&self) -> bool {
+        matches!(self.steps.first(), Some(Pre::WhitespaceSplit | Pre::Bert | Pre::Whitespace))
+            && !self.steps.iter().any(|s| matches!(s, Pre::Metaspace { .. }))
     }
 
     /// Calls `emit` with each word of `piece`; `first`: the piece starts the text (Metaspace's
