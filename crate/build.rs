@@ -1,9 +1,14 @@
-//! Build facts a report names (see `saekit::report::BuildInfo`): the git commit the sources are at and
+//! Build facts a report names (see `saekit::session::BuildInfo`): the git commit the sources are at and
 //! whether they differ from it, the compiler's version, and where the workspace's Cargo.lock is (its hash
 //! is taken at run time from the copy compiled in). Nothing here fails a build: outside a git checkout
 //! the commit is "unknown".
+//!
+//! The facts are taken again when saekit's sources change, not when HEAD moves: a commit that leaves the
+//! sources as they are would otherwise rebuild saekit everywhere (every kernel's build slot) for nothing.
+//! So the commit named is one whose saekit sources (crate/, Cargo.toml, Cargo.lock) are the ones built,
+//! "modified" when they differed from it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -26,22 +31,8 @@ fn main() {
     };
     let commit = git(&["rev-parse", "HEAD"]).filter(|c| c.len() >= 40);
     let dirty = commit.is_some()
-        && git(&["status", "--porcelain", "--untracked-files=no", "--", "crate", "Cargo.toml", "Cargo.lock"])
+        && git(&["status", "--porcelain", "--untracked-files=normal", "--", "crate", "Cargo.toml", "Cargo.lock"])
             .is_some_and(|s| !s.is_empty());
-    // A new commit changes HEAD (or the branch it names): the facts are taken again.
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        let dir = Path::new(&dir);
-        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
-        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            let reference = dir.join(&head);
-            if reference.exists() {
-                println!("cargo:rerun-if-changed={}", reference.display());
-            }
-        }
-        if dir.join("packed-refs").exists() {
-            println!("cargo:rerun-if-changed={}", dir.join("packed-refs").display());
-        }
-    }
     println!("cargo:rustc-env=SAEKIT_GIT_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
     println!("cargo:rustc-env=SAEKIT_GIT_DIRTY={}", if dirty { "1" } else { "0" });
 
