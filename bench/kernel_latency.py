@@ -3,6 +3,7 @@
     source scripts/env.sh
     cargo build -p saekit-kernel --profile kernel --bins --features stock   # both binaries
     .venv/bin/python bench/kernel_latency.py [--cells 20] [--starts 3] [--json out/kernel_latency.json]
+        [--baseline bench/kernel_latency_baseline.json | --no-baseline] [--write-baseline] [--max-load 2.5]
 
 Both kernels get a warm persistent build directory, so neither compiles saekit while being measured:
 saekit-kernel its own build slots ($SAEKIT_KERNEL_HOME, prebuilt by `saekit-kernel install`), stock evcxr
@@ -12,6 +13,11 @@ repository's Cargo.lock and warmed once, unmeasured, with the same setup cell a 
     :dep saekit = { path = "<repo>/crate" }
     use saekit::prelude::*;
 
+A stock build dir that was never built is first seeded with a copy of a built saekit-kernel slot (the same
+evcxr cell crate, dependency line and lockfile), so a cold machine builds saekit's dependencies once, not twice.
+To keep edits in progress out of a run (a change to crate/ rebuilds saekit in the middle of it), point --crate
+at a copy of the workspace and SAEKIT_KERNEL_HOME and --stock-build-dir at directories of the run's own.
+
 Three kernels by default: saekit-kernel as a researcher gets it (a ready spare kernel serves the session;
 see kernel-ext/src/spare.rs), saekit-kernel with spare kernels off (SAEKIT_KERNEL_SPARE=0: evcxr and the
 preload start in the kernel's own process), and stock evcxr.
@@ -19,10 +25,21 @@ preload start in the kernel's own process), and stock evcxr.
 Measured, for each kernel (starts alternate between the kernels):
   * start → first kernel_info_reply (kernel_info asked every 0.25 s from the moment the process is spawned)
   * start → first saekit output: the execute_result of a dataset card (stock evcxr runs its setup cell first)
-  * execute_request → execute_reply of 20 trivial cells (`1 + 1`) and of 20 saekit cells (a dataset card
-    with statistics, `Workspace::open(..).unwrap().dataset("austen").unwrap()`), p50 and p95, in the first session after its setup
+  * execute_request → execute_reply of 20 trivial cells (`x + 1`, with `let x = 1;` run before) and of 20
+    saekit cells (a dataset card with statistics, `Workspace::open(..).unwrap().dataset("austen").unwrap()`),
+    p50 and p95, in the first session after its setup
 Stock evcxr lacks most of what saekit-kernel adds (display_data, live updates, history, ...): only what both
-can do is measured. The machine's load average is printed beside the results, since it moves them.
+can do is measured. The machine's load average is printed beside the results (and per session in the
+JSON), since it moves them; `--max-load L` waits (up to --load-wait seconds) for the 1-minute load to drop
+below L before each measured session. The linker each kernel's evcxr uses (`:linker`) is printed too.
+
+Regression guard (not a timed test): saekit-kernel's cell latencies (trivial and saekit cell, p50 and p95)
+are compared with a baseline (`--baseline`, default bench/kernel_latency_baseline.json when it exists; written
+by `--write-baseline`). When both the run and the baseline have stock evcxr, the numbers compared are
+saekit-kernel's divided by stock's from the same run (which cancels most of the machine's speed and load);
+otherwise the absolute times. A number more than --margin (default 25 %) and 50 ms above its baseline fails
+the run (exit status 1) and is named. The issue's goal (`x + 1`: p50 < 0.5 s, p95 < 0.8 s) is reported too,
+and with --goal also fails the run when missed.
 """
 
 from __future__ import annotations
@@ -49,6 +66,12 @@ SAEKIT, STOCK = kernel_util.KERNEL_NAME, kernel_util.STOCK_NAME
 NO_SPARE = "saekit-no-spare"
 KERNELSPEC = {SAEKIT: SAEKIT, NO_SPARE: SAEKIT, STOCK: STOCK}
 STOCK_SETUP = ':dep saekit = {{ path = "{crate}" }}\nuse saekit::prelude::*;'
+TRIVIAL_SETUP, TRIVIAL = "let x = 1;", "x + 1"
+BASELINE = ROOT / "bench" / "kernel_latency_baseline.json"
+# The numbers the regression guard compares (saekit-kernel as a researcher gets it), and the issue's goal.
+GUARDED = ("trivial_p50", "trivial_p95", "saekit_p50", "saekit_p95")
+GOAL = {"trivial_p50": 0.5, "trivial_p95": 0.8}
+SLACK_S = 0.05  # differences below this are never a regression (timer and scheduling noise)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -65,6 +88,24 @@ def loadavg() -> str:
         return "?"
 
 
+def load1() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def wait_for_load(max_load: float | None, patience: float) -> None:
+    """Waits (at most `patience` seconds) until the 1-minute load average is below `max_load`."""
+    if max_load is None:
+        return
+    deadline = time.monotonic() + patience
+    if load1() >= max_load:
+        print(f"   (load {loadavg()}: waiting up to {patience:.0f} s for it to drop below {max_load})", flush=True)
+    while load1() >= max_load and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def make_workspace(path: Path) -> None:
     """A workspace with the embedded corpus, made with the saekit CLI (so neither kernel pays for it)."""
     if (path / "catalog.sqlite").exists():
@@ -75,6 +116,21 @@ def make_workspace(path: Path) -> None:
         subprocess.run(["cargo", "build", "--quiet", "-p", "saekit", "--bin", "saekit"], cwd=ROOT, check=True)
     subprocess.run([str(cli), "--workspace", str(path), "quickstart", "--out", str(path / "report.html")],
                    check=True, capture_output=True, timeout=600)
+
+
+def seed_stock_build_dir(build_dir: Path) -> None:
+    """A stock build dir that was never built starts as a copy of a built saekit-kernel slot: the same
+    evcxr, cell crate, dependency line and lockfile, so the same build (a cold machine then skips a second
+    build of saekit's dependencies, ~18 min on 2 cores)."""
+    if (build_dir / "target").exists():
+        return
+    home = Path(os.environ.get("SAEKIT_KERNEL_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "saekit-kernel")
+    for slot in sorted((home / "slots").glob("slot-*")):
+        if (slot / "saekit-built").exists() and (slot / "target").is_dir():
+            print(f"== seeding {build_dir} from {slot} (a built saekit-kernel slot)", flush=True)
+            subprocess.run(["cp", "-a", "--reflink=auto", str(slot / "target"), str(build_dir)], check=False)
+            return
 
 
 class Bench:
@@ -108,9 +164,11 @@ class Bench:
         print(f"   warm in {time.monotonic() - started:.1f} s", flush=True)
 
     def start(self, kernel: str, measure_cells: bool) -> dict:
+        wait_for_load(self.args.max_load, self.args.load_wait)
+        load = loadavg()
         s = self.session(kernel)
         try:
-            row: dict = {"kernel_info": s.info_at}
+            row: dict = {"kernel_info": s.info_at, "load_at_start": load}
             if self.setup[kernel]:
                 s.ok(self.setup[kernel], timeout=600)
             first = s.ok(self.first_output, timeout=600)
@@ -120,13 +178,17 @@ class Bench:
             row["first_saekit_output"] = results[0].t
             row["first_saekit_mimes"] = sorted(results[0].content["data"])
             if measure_cells:
-                s.ok("1 + 1")  # not counted
-                row["trivial"] = [s.ok("1 + 1").latency for _ in range(self.args.cells)]
+                linker = s.ok(":linker")
+                row["linker"] = (linker.stdout() + "".join(m.text for m in linker.of_type("execute_result"))).strip()
+                s.ok(TRIVIAL_SETUP)
+                s.ok(TRIVIAL)  # not counted
+                row["trivial"] = [s.ok(TRIVIAL).latency for _ in range(self.args.cells)]
                 row["saekit"] = []
                 for _ in range(self.args.cells):
                     ex = s.ok(self.saekit_cell)
                     assert ex.of_type("execute_result"), ex.describe()
                     row["saekit"].append(ex.latency)
+                row["load_after_cells"] = loadavg()
             return row
         finally:
             s.close()
@@ -134,6 +196,35 @@ class Bench:
 
 def fmt(x: float | None) -> str:
     return "–" if x is None else (f"{x:.2f} s" if x >= 1 else f"{x * 1000:.0f} ms")
+
+
+def guard(summary: dict[str, dict], baseline_path: Path, margin: float) -> list[str]:
+    """The guarded numbers that are more than `margin` (and SLACK_S) above the baseline's, each as a sentence."""
+    baseline = json.loads(baseline_path.read_text())["summary"]
+    if SAEKIT not in summary or SAEKIT not in baseline:
+        print(f"regression guard: skipped ({SAEKIT} is not in both this run and {baseline_path})")
+        return []
+    relative = STOCK in summary and STOCK in baseline
+    how = f"divided by {STOCK}'s in the same run" if relative else "absolute (stock evcxr not in both runs)"
+    print(f"regression guard against {baseline_path} ({how}; margin {margin:.0%}, slack {SLACK_S * 1000:.0f} ms):")
+    failures = []
+    for key in GUARDED:
+        now, then = summary[SAEKIT][key], baseline[SAEKIT][key]
+        limit_s = max(then * (1 + margin), then + SLACK_S)
+        if relative:
+            ratio, ratio_then = now / summary[STOCK][key], then / baseline[STOCK][key]
+            # The allowed ratio, in seconds at this run's stock speed: the margin, and at least SLACK_S.
+            allowed = max(ratio_then * (1 + margin), ratio_then + SLACK_S / summary[STOCK][key])
+            bad = ratio > allowed
+            text = (f"{key}: {fmt(now)} = {ratio:.2f}× stock ({fmt(summary[STOCK][key])}); "
+                    f"baseline {ratio_then:.2f}× ({fmt(then)}), allowed ≤ {allowed:.2f}×")
+        else:
+            bad = now > limit_s
+            text = f"{key}: {fmt(now)}; baseline {fmt(then)}, allowed ≤ {fmt(limit_s)}"
+        print(f"  {'SLOWER' if bad else 'ok':6} {text}")
+        if bad:
+            failures.append(text)
+    return failures
 
 
 def main() -> int:
@@ -150,6 +241,15 @@ def main() -> int:
                         "a copy keeps edits in progress from triggering rebuilds between runs")
     parser.add_argument("--startup-timeout", type=float, default=300)
     parser.add_argument("--json", type=Path, default=ROOT / "out" / "kernel_latency.json")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="the regression guard's baseline (default bench/kernel_latency_baseline.json, when it exists)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the regression guard")
+    parser.add_argument("--write-baseline", action="store_true", help="write this run's numbers as the baseline")
+    parser.add_argument("--margin", type=float, default=0.25, help="allowed rise over the baseline (default 0.25)")
+    parser.add_argument("--goal", action="store_true", help="fail the run when `x + 1` misses p50 < 0.5 s, p95 < 0.8 s")
+    parser.add_argument("--max-load", type=float, default=None,
+                        help="wait before each measured session until the 1-minute load average is below this")
+    parser.add_argument("--load-wait", type=float, default=300, help="longest wait for --max-load, seconds")
     args = parser.parse_args()
     kernels = args.kernels.split(",")
     args.crate = args.crate.resolve()
@@ -167,6 +267,7 @@ def main() -> int:
             # The same dependency versions as saekit-kernel's build slots (unless saekit was resolved there already).
             if not lock.exists() or 'name = "saekit"' not in lock.read_text():
                 shutil.copy(ROOT / "Cargo.lock", lock)
+            seed_stock_build_dir(args.stock_build_dir)
             kernel_util._prepared[STOCK] = kernel_util.install_stock_kernel(base, args.stock_build_dir)
         workspace = base / "workspace"
         make_workspace(workspace)
@@ -193,13 +294,15 @@ def main() -> int:
                 "saekit_p50": percentile(first["saekit"], 50),
                 "saekit_p95": percentile(first["saekit"], 95),
                 "first_saekit_mimes": first["first_saekit_mimes"],
+                "linker": first.get("linker", "?"),
+                "load_at_cells": first["load_at_start"],
             }
 
         rows = [
             ("start → kernel_info_reply (median)", "kernel_info_median"),
             ("start → first saekit output (median)", "first_saekit_output_median"),
-            (f"`1 + 1` p50 ({args.cells} cells)", "trivial_p50"),
-            (f"`1 + 1` p95 ({args.cells} cells)", "trivial_p95"),
+            (f"`{TRIVIAL}` p50 ({args.cells} cells)", "trivial_p50"),
+            (f"`{TRIVIAL}` p95 ({args.cells} cells)", "trivial_p95"),
             (f"dataset card p50 ({args.cells} cells)", "saekit_p50"),
             (f"dataset card p95 ({args.cells} cells)", "saekit_p95"),
         ]
@@ -217,15 +320,35 @@ def main() -> int:
                 line += f"{summary[STOCK][key] / summary[SAEKIT][key]:>15.2f}×"
             print(line)
         for k in kernels:
-            print(f"{k}: first saekit output's MIME types {summary[k]['first_saekit_mimes']}")
+            print(f"{k}: {summary[k]['linker']}; load average {summary[k]['load_at_cells']} when its cells began; "
+                  f"first saekit output's MIME types {summary[k]['first_saekit_mimes']}")
 
+        status = 0
+        if SAEKIT in summary:
+            missed = [f"{key} {fmt(summary[SAEKIT][key])} (goal < {fmt(limit)})"
+                      for key, limit in GOAL.items() if summary[SAEKIT][key] >= limit]
+            print(f"goal for `{TRIVIAL}` (p50 < 0.5 s, p95 < 0.8 s): " + ("met" if not missed else "missed: " + ", ".join(missed)))
+            if missed and args.goal:
+                status = 1
+        if not args.no_baseline and not args.write_baseline:
+            if args.baseline.exists():
+                failures = guard(summary, args.baseline, args.margin)
+                if failures:
+                    print("REGRESSION: cells got slower than the baseline:\n  " + "\n  ".join(failures))
+                    status = 1
+            else:
+                print(f"regression guard: no baseline at {args.baseline} (write one with --write-baseline)")
+
+        record = {"load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
+                  "trivial_cell": TRIVIAL, "cells": args.cells, "summary": summary}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(
-            {"load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(), "summary": summary, "runs": runs},
-            indent=2,
-        ))
+        args.json.write_text(json.dumps({**record, "runs": runs}, indent=2))
         print(f"raw numbers: {args.json}")
-        return 0
+        if args.write_baseline:
+            args.baseline.write_text(json.dumps(
+                {**record, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
+            print(f"baseline written: {args.baseline}")
+        return status
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
