@@ -179,6 +179,23 @@ fn execute(
     if let Some(message) = preload_error {
         outputs.stderr_line(message);
     }
+    // evcxr's `:opt` sets the level of every crate, which would rebuild saekit's dependencies; here it sets
+    // the cells' own (see `cells`).
+    if let Some(opt) = crate::cells::opt_command(code) {
+        let said = opt.and_then(|(command, said)| ctx.execute(&command).map(|_| said).map_err(|e| e.to_string()));
+        return match said {
+            Ok(said) => Executed {
+                data: HashMap::from([("text/plain".to_string(), said)]),
+                failure: None,
+                variables_before: Vec::new(),
+            },
+            Err(e) => Executed {
+                data: HashMap::new(),
+                failure: Some(Failure { ename: "Error".into(), evalue: e.clone(), traceback: vec![e] }),
+                variables_before: Vec::new(),
+            },
+        };
+    }
     let result = ctx.execute_with_callbacks(code, &mut callbacks);
     outputs.sync_with_child(|| !stderr.is_empty());
     let (panicked, user_error, cell_stderr) = outputs.cell_outcome();

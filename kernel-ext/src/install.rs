@@ -121,6 +121,7 @@ pub fn prebuild() -> Result<PathBuf> {
     // SAFETY: set before evcxr starts its threads and child.
     unsafe { std::env::set_var("EVCXR_TMPDIR", &slot.dir) };
     crate::engine::prepare_child_env();
+    crate::cells::write_cell_profile(slot.dir.parent().unwrap_or(&slot.dir));
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     let stamp = slots::source_stamp(&crate_path);
@@ -141,7 +142,13 @@ pub fn prebuild() -> Result<PathBuf> {
         }
     });
     std::thread::spawn(move || for _ in channels.stdout.iter() {});
-    let cells = [crate::saekit_dep(&crate_path), "use saekit::prelude::*;".to_string(), "saekit::VERSION".to_string()];
+    // The kernel's linker too: lld changes the flags every crate is built with.
+    let mut cells = crate::cells::linker_preload();
+    cells.extend([
+        crate::saekit_dep(&crate_path),
+        "use saekit::prelude::*;".to_string(),
+        "saekit::VERSION".to_string(),
+    ]);
     for cell in &cells {
         ctx.execute(cell).map_err(|e| anyhow::anyhow!("building saekit failed at `{cell}`: {e}"))?;
     }

@@ -8,6 +8,7 @@
 //!   channel, so output and display updates arrive live even while no cell runs;
 //! - `saekit-kernel install`, which registers the kernelspec and builds saekit once into a build slot.
 
+mod cells;
 mod child;
 mod engine;
 mod history;
@@ -45,6 +46,9 @@ environment:
   SAEKIT_KERNEL_SPARE  0 turns spare kernels off (each kernel then starts in ~20 s)
   SAEKIT_KERNEL_SPARE_IDLE
                        seconds an unclaimed spare kernel waits before it exits (default 3600)
+  SAEKIT_KERNEL_LINKER mold, lld or system: the linker cells are built with (default: mold when it is
+                       on PATH, else lld, else the system linker; switching to or from lld rebuilds
+                       saekit's dependencies once)
 ";
 
 fn main() {

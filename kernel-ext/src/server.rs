@@ -19,7 +19,7 @@ use crate::history::History;
 use crate::outputs::{self, Outputs};
 use crate::protocol::{broadcast, byte_offset, char_offset, content, message, mime_data};
 use crate::syntax::{Completeness, completeness};
-use crate::{child, slots, spare};
+use crate::{cells, child, slots, spare};
 
 /// How long an interrupt waits for cancelled saekit jobs to let the cell finish before stopping its process.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
@@ -81,6 +81,7 @@ pub fn prepare() -> Result<Prepared> {
         std::env::set_var(child::SOCKET_ENV, &socket_path);
     }
     engine::prepare_child_env();
+    cells::write_cell_profile(slot.dir.parent().unwrap_or(&slot.dir));
 
     let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();
     let outputs = Outputs::new(iopub_tx);
@@ -94,13 +95,14 @@ pub fn prepare() -> Result<Prepared> {
     // it its rich display (evcxr retries it with the plain Debug fallback). A second, trivial cell takes
     // the one-time cost of the first cell compiled in that mode (measured: the user's first cell took
     // ~1.9 s against ~0.9 s for later ones; with this cell, about the same as later ones).
-    let preload = vec![
+    let mut preload = cells::linker_preload();
+    preload.extend([
         format!(
             "{}\nuse saekit::prelude::*;\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
             crate::saekit_dep(&crate_path)
         ),
         "let _ = saekit_version.len();".to_string(),
-    ];
+    ]);
     let engine = engine::start(outputs.clone(), preload);
     let slot_dir = slot.dir.clone();
     Ok(Prepared { _slot: slot, slot_dir, socket_path, outputs, engine, iopub_rx, rust_version: rust_version() })

@@ -35,7 +35,7 @@ pub struct Fingerprint {
     exe: String,
     /// The saekit crate that is preloaded, and the state of its sources.
     saekit: String,
-    /// `cargo` and `rustc` as found on `PATH`.
+    /// `cargo`, `rustc` and the linkers evcxr looks for (mold, lld), as found on `PATH`.
     tools: Vec<String>,
     /// The build-related variables that are set.
     build_env: Vec<(String, String)>,
@@ -62,7 +62,7 @@ impl Fingerprint {
         };
         let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
         let path = get("PATH").unwrap_or("");
-        let tools = ["cargo", "rustc"].iter().map(|tool| find_on_path(path, tool)).collect();
+        let tools = ["cargo", "rustc", "mold", "lld"].iter().map(|tool| find_on_path(path, tool)).collect();
         let build_env = env
             .iter()
             .filter(|(k, _)| is_build_variable(k) && k != "EVCXR_TMPDIR" && k != "EVCXR_IS_RUNTIME")

@@ -71,6 +71,7 @@ pub(super) const OWN_VARIABLES: &[&str] =
 /// Variables that change how cells and saekit are built: a spare made under other values cannot serve.
 pub(super) const BUILD_VARIABLES: &[&str] = &[
     "SAEKIT_FEATURES",
+    crate::cells::LINKER_ENV,
     "RUSTUP_TOOLCHAIN",
     "RUSTUP_HOME",
     "CARGO_HOME",
