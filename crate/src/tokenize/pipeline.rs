@@ -36,9 +36,12 @@ const CACHES_PER_THREAD: usize = 4;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 40);
 
+/// One pipeline's caches on one thread: words, and raw chunks (when [`Pipeline::chunked`]).
+type Caches = Box<(WordCache, WordCache)>;
+
 thread_local! {
-    /// Per pipeline (by id): the word cache and the raw chunk cache.
-    static CACHES: RefCell<Vec<(u64, Box<(WordCache, WordCache)>)>> = const { RefCell::new(Vec::new()) };
+    /// Per pipeline, by id.
+    static CACHES: RefCell<Vec<(u64, Caches)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The merges of a BPE model as ids.
@@ -328,7 +331,7 @@ impl WordPiece {
 }
 
 enum Model {
-    Bpe(Bpe),
+    Bpe(Box<Bpe>),
     WordPiece(WordPiece),
 }
 
@@ -410,7 +413,7 @@ impl Pipeline {
                 }
                 let bpe = Self::bpe_model(&model_json, &vocab, &pre)?;
                 let kind = if bpe.byte_level { "saekit byte-level BPE pipeline" } else { "saekit character BPE" };
-                (Model::Bpe(bpe), kind)
+                (Model::Bpe(Box::new(bpe)), kind)
             }
             "WordPiece" => {
                 let prefix = model_json.get("continuing_subword_prefix")?.as_str()?.as_bytes().to_vec();
