@@ -28,9 +28,9 @@ use serde_json::Value;
 
 use super::Workspace;
 use super::artifact::ArtifactWriter;
-use super::sessions::Touch;
 use super::artifacts::{ArtifactStatus, ArtifactUpdate, NewArtifact, StoredProgress, write_progress};
 use super::db::{Catalog, now_rfc3339, open_connection};
+use super::sessions::Touch;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobContext};
 
