@@ -8,7 +8,7 @@ mod provenance;
 
 use std::path::Path;
 
-pub use provenance::{Provenance, Seed, WorkspaceProvenance, provenance, seeds_of};
+pub use provenance::{Provenance, Seed, WorkspaceProvenance, provenance};
 
 use crate::display::{MimeBundle, Render, STYLE, escape};
 use crate::error::Result;

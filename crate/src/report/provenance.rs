@@ -9,7 +9,6 @@
 //! names a secret (tokens, passwords, keys) are replaced by `[redacted]`, and so are strings that look like
 //! Hub tokens, wherever they are.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -345,17 +344,11 @@ pub(crate) fn redacted(value: &Value) -> Value {
     }
 }
 
-/// The seeds of a set of parameters, by path (for callers that have parameters but no artifact).
-pub fn seeds_of(params: &Value) -> BTreeMap<String, Value> {
-    let mut found = Vec::new();
-    seeds_in(params, String::new(), &mut found);
-    found.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     #[test]
     fn secrets_are_redacted_and_seeds_found() {
@@ -373,7 +366,9 @@ mod tests {
         assert_eq!(r["eos_token"], "<|endoftext|>");
         assert_eq!(r["hub"]["repo"], "org/x");
         assert_eq!(r["HF_API_KEY"], "[redacted]");
-        let seeds = seeds_of(&params);
+        let mut found = Vec::new();
+        seeds_in(&params, String::new(), &mut found);
+        let seeds: BTreeMap<String, Value> = found.into_iter().collect();
         assert_eq!(seeds.get("sae.seed"), Some(&json!(7)));
         assert_eq!(seeds.get("sae.sources[0].shuffle_seed"), Some(&json!(3)));
         assert_eq!(seeds.len(), 2);
