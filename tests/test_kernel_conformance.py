@@ -114,6 +114,46 @@ class SaekitKernelTests(jkt.KernelTests):
         self.assertEqual(len(errors), 1, outputs)
         self.assertIn("boom", errors[0]["content"]["evalue"])
 
+    def test_plain_values_show_as_evcxr_prints_them_and_follow_fmt_and_types(self) -> None:
+        """Plain values display through saekit's `DebugDisplay` (one build instead of two), exactly as evcxr's
+        own `{:?}` fallback prints them; `:fmt` and `:types` hand them back to evcxr; rich values stay rich,
+        also behind `&mut`, `Box` and `Arc`."""
+
+        def result(code: str) -> dict:
+            self.flush_channels()
+            reply, outputs = self.execute_helper(code, timeout=120)
+            self.assertEqual(reply["content"]["status"], "ok", (code, outputs))
+            results = [m["content"]["data"] for m in outputs if m["msg_type"] == "execute_result"]
+            self.assertEqual(len(results), 1, (code, outputs))
+            return results[0]
+
+        def plain(code: str) -> str:
+            return result(code)["text/plain"]
+
+        self.flush_channels()
+        reply, _ = self.execute_helper("let v = vec![1, 2];", timeout=120)
+        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(plain("v.clone()"), "[1, 2]")
+        self.assertEqual(plain('Some((1u8, "b<script>"))'), 'Some((1, "b<script>"))')
+        self.assertEqual(plain("2.5f64 * 2.0"), "5.0")
+        self.assertEqual(plain("[3; 2]"), "[3, 3]")
+        try:
+            plain(":fmt {:#?}")
+            self.assertEqual(plain("v.clone()"), "[\n    1,\n    2,\n]")
+            plain(":fmt")
+            self.assertEqual(plain("v.clone()"), "[1, 2]")
+            plain(":types")
+            self.assertEqual(plain("1u8 + 1"), ": u8 = 2")
+        finally:
+            plain(":types")
+            plain(":fmt")
+        self.assertEqual(plain("1u8 + 1"), "2")
+        bundle = 'MimeBundle::new("plain text").with("text/html", "<b>bold</b>")'
+        for code in (f"std::sync::Arc::new({bundle})", f"Box::new({bundle})", f"&mut {bundle}"):
+            data = result(code)
+            self.assertEqual(data.get("text/html"), "<b>bold</b>", code)
+            self.assertEqual(data["text/plain"], "plain text", code)
+
     def test_stdout_and_stderr_before_idle_every_time(self) -> None:
         for i in range(10):
             self.flush_channels()

@@ -91,6 +91,90 @@ pub fn opt_command(code: &str) -> Option<Result<(String, String), String>> {
     )))
 }
 
+/// The name under which cells import `DebugDisplay` (see [`CellDisplay`]).
+const DEBUG_DISPLAY_AS: &str = "SaekitDebugDisplay";
+
+/// The crate of what the kernel adds to cells (`kernel-ext/cells/lib.rs`), written out by [`write_cells_crate`].
+const CELLS_CRATE_NAME: &str = "saekit_cells";
+const CELLS_CRATE_SOURCE: &str = include_str!("../cells/lib.rs");
+
+/// Writes the cells' crate under `home` (only what changed, so cargo does not rebuild it for nothing) and
+/// returns the evcxr `:dep` line that brings it into cells.
+pub fn write_cells_crate(home: &Path) -> std::io::Result<String> {
+    let dir = home.join(CELLS_CRATE_NAME);
+    let manifest = format!(
+        "# Written by saekit-kernel from kernel-ext/cells/lib.rs: what the kernel adds to every cell.\n\
+         [package]\nname = \"{CELLS_CRATE_NAME}\"\nversion = \"{}\"\nedition = \"2024\"\n\n\
+         [lib]\npath = \"src/lib.rs\"\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (path, text) in [(dir.join("Cargo.toml"), manifest.as_str()), (dir.join("src/lib.rs"), CELLS_CRATE_SOURCE)] {
+        if std::fs::read_to_string(&path).is_ok_and(|have| have == text) {
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, &path)?;
+    }
+    Ok(format!(":dep {CELLS_CRATE_NAME} = {{ path = {:?} }}", dir.display().to_string()))
+}
+
+/// The `use` line that gives a cell's plain values (numbers, strings, `Vec`s, ...) an `evcxr_display` of
+/// their own, or (`false`) takes it away again.
+pub fn debug_display_import(on: bool) -> String {
+    let name = if on { "DebugDisplay" } else { "NoDebugDisplay" };
+    format!("use {CELLS_CRATE_NAME}::{name} as {DEBUG_DISPLAY_AS};")
+}
+
+/// One build per cell instead of two, for cells that end in a plain value.
+///
+/// evcxr ends a cell whose last line is an expression with `(expr).evcxr_display();` and, when that does
+/// not compile (any type without a rich display: `x + 1`), builds the cell again printing the value with
+/// `:fmt`'s format, `{:?}` unless changed. On 2 cores each build is 0.5-0.7 s, so a trivial cell cost
+/// 1.2-1.5 s where one build would do. `DebugDisplay` (`kernel-ext/cells`), imported by the preload, prints the same
+/// `{:?}` text in the first build. `:fmt` with another format, or `:types`, must reach evcxr's fallback,
+/// so while either is in effect the import is swapped for an empty trait of the same name (evcxr keeps
+/// one item per name) and put back when both are at their defaults. `:clear` drops it with the prelude.
+#[derive(Debug)]
+pub struct CellDisplay {
+    format: String,
+    types: bool,
+    /// Whether the import in effect is `DebugDisplay` (false: the empty trait).
+    imported: bool,
+    /// After `:clear` (which drops the prelude and the import) the kernel leaves cells to evcxr alone.
+    cleared: bool,
+}
+
+impl Default for CellDisplay {
+    /// As the preload leaves it: evcxr's defaults, with `DebugDisplay` imported.
+    fn default() -> Self {
+        CellDisplay { format: "{:?}".into(), types: false, imported: true, cleared: false }
+    }
+}
+
+impl CellDisplay {
+    /// Follows the evcxr commands of a cell that ran, and returns the `use` line to run next when the
+    /// import must change.
+    pub fn after(&mut self, code: &str) -> Option<String> {
+        for line in code.lines().map(str::trim) {
+            let (command, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            match command {
+                ":fmt" => self.format = if args.trim().is_empty() { "{:?}".into() } else { args.trim().into() },
+                ":types" => self.types = !self.types,
+                ":clear" => self.cleared = true,
+                _ => {}
+            }
+        }
+        let wanted = self.format == "{:?}" && !self.types;
+        if self.cleared || wanted == self.imported {
+            return None;
+        }
+        self.imported = wanted;
+        Some(debug_display_import(wanted))
+    }
+}
+
 /// Whether `tool` is an executable on `PATH` (as evcxr looks for mold and lld).
 pub fn found(tool: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -100,6 +184,13 @@ pub fn found(tool: &str) -> bool {
         })
     })
 }
+
+/// The cells' crate, compiled into the tests as it is in a cell (a `Render`-like trait of the test's own in
+/// scope beside it).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../cells/lib.rs"]
+mod cells_crate;
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +221,77 @@ mod tests {
         assert_eq!(opt_command(":opt").unwrap().unwrap().0, ":build_env CARGO_PROFILE_DEV_PACKAGE_ctx_OPT_LEVEL=2");
         assert_eq!(opt_command(":opt s").unwrap().unwrap().0, ":build_env CARGO_PROFILE_DEV_PACKAGE_ctx_OPT_LEVEL=s");
         assert!(opt_command(":opt 9").unwrap().is_err());
+    }
+
+    #[test]
+    fn plain_values_get_a_display_and_rich_ones_keep_theirs() {
+        #[allow(unused_imports)]
+        use super::cells_crate::DebugDisplay as SaekitDebugDisplay;
+        use std::cell::Cell;
+        trait Render {
+            fn evcxr_display(&self);
+        }
+        #[derive(Debug, Default)]
+        struct Rich(Cell<u32>);
+        impl Render for Rich {
+            fn evcxr_display(&self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        impl<T: Render + ?Sized> Render for &mut T {
+            fn evcxr_display(&self) {
+                (**self).evcxr_display()
+            }
+        }
+        impl<T: Render + ?Sized> Render for Box<T> {
+            fn evcxr_display(&self) {
+                (**self).evcxr_display()
+            }
+        }
+        let rich = Rich::default();
+        (rich).evcxr_display();
+        (&rich).evcxr_display();
+        (Box::new(Rich::default())).evcxr_display();
+        let mut boxed = Box::new(&rich);
+        (&mut boxed).evcxr_display();
+        assert_eq!(rich.0.get(), 3, "a Render value, also behind &mut and Box, keeps its display");
+        // Plain values print their Debug text (to stdout, as evcxr reads it).
+        (1 + 1).evcxr_display();
+        (vec![Some("a")]).evcxr_display();
+        ([1u8; 2]).evcxr_display();
+    }
+
+    #[test]
+    fn the_cells_crate_is_written_once() {
+        let home = std::env::temp_dir().join(format!("saekit-cells-crate-{}", std::process::id()));
+        let dep = write_cells_crate(&home).unwrap();
+        assert!(dep.starts_with(":dep saekit_cells = { path = "), "{dep}");
+        let lib = home.join("saekit_cells/src/lib.rs");
+        assert_eq!(std::fs::read_to_string(&lib).unwrap(), CELLS_CRATE_SOURCE);
+        let manifest = std::fs::read_to_string(home.join("saekit_cells/Cargo.toml")).unwrap();
+        assert!(manifest.contains("name = \"saekit_cells\""), "{manifest}");
+        let modified = std::fs::metadata(&lib).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(write_cells_crate(&home).unwrap(), dep);
+        assert_eq!(std::fs::metadata(&lib).unwrap().modified().unwrap(), modified);
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn the_debug_display_import_follows_fmt_and_types() {
+        let mut display = CellDisplay::default();
+        assert_eq!(display.after("x + 1"), None);
+        assert_eq!(display.after(":fmt {:#?}"), Some(debug_display_import(false)));
+        assert_eq!(display.after("vec![1]"), None);
+        assert_eq!(display.after(":fmt"), Some(debug_display_import(true)));
+        assert_eq!(display.after(":types"), Some(debug_display_import(false)));
+        assert_eq!(display.after(":fmt {:?}"), None, "types are still on");
+        assert_eq!(display.after("let y = 2;\n:types\ny"), Some(debug_display_import(true)));
+        assert_eq!(display.after(":fmt   {:?}  "), None);
+        assert_eq!(display.after(":clear"), None);
+        assert_eq!(display.after(":fmt {:x}"), None, "after :clear the kernel leaves cells to evcxr");
+        assert_eq!(debug_display_import(true), "use saekit_cells::DebugDisplay as SaekitDebugDisplay;");
+        assert_eq!(debug_display_import(false), "use saekit_cells::NoDebugDisplay as SaekitDebugDisplay;");
     }
 
     #[test]

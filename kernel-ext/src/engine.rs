@@ -115,12 +115,18 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
     eprintln!("saekit-kernel: engine ready in {:.2} s", started.elapsed().as_secs_f64());
     handles.ready.store(true, Ordering::SeqCst);
 
+    let mut display = crate::cells::CellDisplay::default();
     for request in requests {
         match request {
             Request::Execute { code, input, reply } => {
                 let callbacks = EvalCallbacks { input_reader: &|req| input(req.prompt.clone(), req.is_password) };
                 let before: Vec<String> = ctx.variables_and_types().map(|(n, _)| n.to_string()).collect();
                 let mut executed = execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take());
+                if let Some(import) = display.after(&code) {
+                    if let Err(e) = ctx.execute(&import) {
+                        eprintln!("saekit-kernel: `{import}` failed: {e}");
+                    }
+                }
                 if let Some(failure) = executed.failure.as_mut().filter(|f| f.ename == "ProcessEnded") {
                     failure.traceback.push(if before.is_empty() {
                         "No variables had been defined.".to_string()

@@ -89,17 +89,22 @@ pub fn prepare() -> Result<Prepared> {
     capture_own_stderr(outputs.clone());
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
-    // One cell (one compile): the dependency, the prelude, and a `let`, whose type inference makes
+    // One cell (one compile): the dependency, the prelude, the import that lets plain values display in one
+    // build (`cells::CellDisplay`), and a `let`, whose type inference makes
     // rust-analyzer load saekit's whole crate graph now, at start, instead of in the user's first cell.
     // The `?` switches on evcxr's support for `?` in cells, which otherwise costs the first cell that uses
     // it its rich display (evcxr retries it with the plain Debug fallback). A second, trivial cell takes
     // the one-time cost of the first cell compiled in that mode (measured: the user's first cell took
     // ~1.9 s against ~0.9 s for later ones; with this cell, about the same as later ones).
+    let cells_dep = cells::write_cells_crate(&crate::kernel_home())
+        .with_context(|| format!("cannot write the cells' crate under {}", crate::kernel_home().display()))?;
     let mut preload = cells::linker_preload();
     preload.extend([
         format!(
-            "{}\nuse saekit::prelude::*;\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
-            crate::saekit_dep(&crate_path)
+            "{}\n{}\nuse saekit::prelude::*;\n{}\nlet saekit_version = Ok::<_, saekit::Error>(saekit::VERSION)?;",
+            crate::saekit_dep(&crate_path),
+            cells_dep,
+            cells::debug_display_import(true)
         ),
         "let _ = saekit_version.len();".to_string(),
     ]);

@@ -83,6 +83,44 @@ pub trait Render {
     }
 }
 
+// A value behind a reference or a smart pointer renders as the value itself. Besides `(&ds).bundle()`,
+// this keeps such values rich in saekit-kernel, whose cells also have a `&mut self` `evcxr_display` for
+// plain values in scope (kernel-ext/cells): a cell's `(expr).evcxr_display()` finds `Render` on `Box<T>`
+// or `&mut T` at the step it finds it on `T`, before that one.
+impl<T: Render + ?Sized> Render for &T {
+    fn bundle(&self) -> MimeBundle {
+        (**self).bundle()
+    }
+    fn evcxr_display(&self) {
+        (**self).evcxr_display()
+    }
+}
+
+impl<T: Render + ?Sized> Render for &mut T {
+    fn bundle(&self) -> MimeBundle {
+        (**self).bundle()
+    }
+    fn evcxr_display(&self) {
+        (**self).evcxr_display()
+    }
+}
+
+macro_rules! render_through {
+    ($($pointer:ident)::+) => {
+        impl<T: Render + ?Sized> Render for $($pointer)::+<T> {
+            fn bundle(&self) -> MimeBundle {
+                (**self).bundle()
+            }
+            fn evcxr_display(&self) {
+                (**self).evcxr_display()
+            }
+        }
+    };
+}
+render_through!(Box);
+render_through!(std::rc::Rc);
+render_through!(std::sync::Arc);
+
 impl Render for MimeBundle {
     fn bundle(&self) -> MimeBundle {
         self.clone()
@@ -163,5 +201,40 @@ mod tests {
             b.to_evcxr(),
             "EVCXR_BEGIN_CONTENT text/plain\nplain\nEVCXR_END_CONTENT\nEVCXR_BEGIN_CONTENT text/html\n<b>x</b>\nEVCXR_END_CONTENT\n"
         );
+    }
+}
+
+/// What a cell sees: the prelude's `Render`, nothing else (as evcxr writes a cell).
+#[cfg(test)]
+mod cell_display_tests {
+    use super::{MimeBundle, Render};
+
+    /// A value that says which `evcxr_display` a cell's last line reached.
+    #[derive(Debug, Default)]
+    struct Probe(std::cell::Cell<u32>);
+
+    impl Render for Probe {
+        fn bundle(&self) -> MimeBundle {
+            MimeBundle::new("probe")
+        }
+        fn evcxr_display(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_values_rich_display_is_found_behind_references_and_pointers() {
+        // What evcxr writes for a cell's last expression.
+        let probe = Probe::default();
+        (probe).evcxr_display();
+        (&probe).evcxr_display();
+        (Box::new(&probe)).evcxr_display();
+        (std::sync::Arc::new(&probe)).evcxr_display();
+        (std::rc::Rc::new(&probe)).evcxr_display();
+        let mut mutable = &probe;
+        (mutable).evcxr_display();
+        (&mut mutable).evcxr_display();
+        assert_eq!(probe.0.get(), 7, "every form reached Render");
+        assert_eq!(Box::new(&probe).bundle().plain(), "probe");
     }
 }
