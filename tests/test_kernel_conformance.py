@@ -137,6 +137,9 @@ class SaekitKernelTests(jkt.KernelTests):
         self.assertEqual(plain('Some((1u8, "b<script>"))'), 'Some((1, "b<script>"))')
         self.assertEqual(plain("2.5f64 * 2.0"), "5.0")
         self.assertEqual(plain("[3; 2]"), "[3, 3]")
+        # An immutable variable of the cell's own cannot be borrowed for the display: built again without it.
+        self.assertEqual(plain("let w = vec![4u8, 5];\nw[1]"), "5")
+        self.assertEqual(plain("1u8 + 1"), "2")
         try:
             plain(":fmt {:#?}")
             self.assertEqual(plain("v.clone()"), "[\n    1,\n    2,\n]")

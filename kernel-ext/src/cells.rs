@@ -154,6 +154,16 @@ impl Default for CellDisplay {
 }
 
 impl CellDisplay {
+    /// `code` with the import taken away first, for a cell that failed to build because of it (`None` when
+    /// it is not in effect); [`CellDisplay::after`] then puts it back.
+    pub fn without_import(&mut self, code: &str) -> Option<String> {
+        if self.cleared || !self.imported {
+            return None;
+        }
+        self.imported = false;
+        Some(format!("{}\n{code}", debug_display_import(false)))
+    }
+
     /// Follows the evcxr commands of a cell that ran, and returns the `use` line to run next when the
     /// import must change.
     pub fn after(&mut self, code: &str) -> Option<String> {
@@ -288,6 +298,16 @@ mod tests {
         assert_eq!(display.after(":fmt {:?}"), None, "types are still on");
         assert_eq!(display.after("let y = 2;\n:types\ny"), Some(debug_display_import(true)));
         assert_eq!(display.after(":fmt   {:?}  "), None);
+        assert_eq!(
+            display.without_import("let v = vec![1];\nv[0]").unwrap(),
+            format!("{}\nlet v = vec![1];\nv[0]", debug_display_import(false))
+        );
+        assert_eq!(display.without_import("v[0]"), None, "already taken away");
+        assert_eq!(
+            display.after("let v = vec![1];\nv[0]"),
+            Some(debug_display_import(true)),
+            "and put back after the cell"
+        );
         assert_eq!(display.after(":clear"), None);
         assert_eq!(display.after(":fmt {:x}"), None, "after :clear the kernel leaves cells to evcxr");
         assert_eq!(debug_display_import(true), "use saekit_cells::DebugDisplay as SaekitDebugDisplay;");

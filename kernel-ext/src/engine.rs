@@ -121,7 +121,8 @@ fn run(requests: Receiver<Request>, handles: Engine, outputs: Arc<Outputs>, prel
             Request::Execute { code, input, reply } => {
                 let callbacks = EvalCallbacks { input_reader: &|req| input(req.prompt.clone(), req.is_password) };
                 let before: Vec<String> = ctx.variables_and_types().map(|(n, _)| n.to_string()).collect();
-                let mut executed = execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take());
+                let mut executed =
+                    execute(&mut ctx, &code, callbacks, &outputs, &stderr, preload_error.take(), &mut display);
                 if let Some(import) = display.after(&code) {
                     if let Err(e) = ctx.execute(&import) {
                         eprintln!("saekit-kernel: `{import}` failed: {e}");
@@ -181,6 +182,7 @@ fn execute(
     outputs: &Outputs,
     stderr: &crossbeam_channel::Receiver<String>,
     preload_error: Option<String>,
+    display: &mut crate::cells::CellDisplay,
 ) -> Executed {
     if let Some(message) = preload_error {
         outputs.stderr_line(message);
@@ -202,7 +204,17 @@ fn execute(
             },
         };
     }
-    let result = ctx.execute_with_callbacks(code, &mut callbacks);
+    let mut result = ctx.execute_with_callbacks(code, &mut callbacks);
+    // A cell ending in an immutable variable of its own (`let v = vec![1]; v[0]`) cannot borrow it for
+    // `DebugDisplay`'s `&mut self`, and rustc's help points at the `let`, where evcxr does not look for its
+    // fallback: the cell is built again without the import (nothing ran: it did not compile), and the
+    // import comes back after it.
+    if let Err(evcxr::Error::CompilationErrors(errors)) = &result
+        && errors.iter().any(|e| e.code() == Some("E0596") || e.message().contains("to be mutable"))
+        && let Some(prefixed) = display.without_import(code)
+    {
+        result = ctx.execute_with_callbacks(&prefixed, &mut callbacks);
+    }
     outputs.sync_with_child(|| !stderr.is_empty());
     let (panicked, user_error, cell_stderr) = outputs.cell_outcome();
     let failed = |failure| Executed { data: HashMap::new(), failure: Some(failure), variables_before: Vec::new() };
