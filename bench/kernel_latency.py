@@ -18,9 +18,11 @@ evcxr cell crate, dependency line and lockfile), so a cold machine builds saekit
 To keep edits in progress out of a run (a change to crate/ rebuilds saekit in the middle of it), point --crate
 at a copy of the workspace and SAEKIT_KERNEL_HOME and --stock-build-dir at directories of the run's own.
 
-Three kernels by default: saekit-kernel as a researcher gets it (a ready spare kernel serves the session;
+Four kernels by default: saekit-kernel as a researcher gets it (a ready spare kernel serves the session;
 see kernel-ext/src/spare.rs), saekit-kernel with spare kernels off (SAEKIT_KERNEL_SPARE=0: evcxr and the
-preload start in the kernel's own process), and stock evcxr.
+preload start in the kernel's own process), saekit-kernel with spares off and every cell built through cargo
+(SAEKIT_KERNEL_CELL_REPLAY=0: as before kernel-ext/src/cell_build.rs, which skips cargo for a cell whose
+build inputs are unchanged), and stock evcxr.
 
 Measured, for each kernel (starts alternate between the kernels):
   * start → first kernel_info_reply (kernel_info asked every 0.25 s from the moment the process is spawned)
@@ -64,7 +66,16 @@ from kernel_util import KernelSession  # noqa: E402
 SAEKIT, STOCK = kernel_util.KERNEL_NAME, kernel_util.STOCK_NAME
 # saekit-kernel as Jupyter starts it with spare kernels off: the engine and preload in the kernel's own process.
 NO_SPARE = "saekit-no-spare"
-KERNELSPEC = {SAEKIT: SAEKIT, NO_SPARE: SAEKIT, STOCK: STOCK}
+# saekit-kernel with every cell built through cargo (SAEKIT_KERNEL_CELL_REPLAY=0, spares off), as before
+# kernel-ext/src/cell_build.rs: what skipping cargo saves, in the same run.
+CARGO = "saekit-cargo"
+KERNELSPEC = {SAEKIT: SAEKIT, NO_SPARE: SAEKIT, CARGO: SAEKIT, STOCK: STOCK}
+SESSION_ENV = {
+    SAEKIT: {"SAEKIT_KERNEL_SPARE": "1"},
+    NO_SPARE: {"SAEKIT_KERNEL_SPARE": "0"},
+    CARGO: {"SAEKIT_KERNEL_SPARE": "0", "SAEKIT_KERNEL_CELL_REPLAY": "0"},
+    STOCK: {"SAEKIT_KERNEL_SPARE": "1"},
+}
 STOCK_SETUP = ':dep saekit = {{ path = "{crate}" }}\nuse saekit::prelude::*;'
 TRIVIAL_SETUP, TRIVIAL = "let x = 1;", "x + 1"
 BASELINE = ROOT / "bench" / "kernel_latency_baseline.json"
@@ -141,10 +152,10 @@ class Bench:
         # both kernels render the card (evcxr shows a trailing `?` expression with Debug).
         self.saekit_cell = f"Workspace::open({json.dumps(str(workspace))}).unwrap().dataset(\"austen\").unwrap()"
         self.first_output = self.saekit_cell
-        self.setup = {SAEKIT: None, NO_SPARE: None, STOCK: STOCK_SETUP.format(crate=args.crate)}
+        self.setup = {SAEKIT: None, NO_SPARE: None, CARGO: None, STOCK: STOCK_SETUP.format(crate=args.crate)}
 
     def session(self, kernel: str) -> KernelSession:
-        env = {"SAEKIT_KERNEL_SPARE": "0" if kernel == NO_SPARE else "1"}
+        env = SESSION_ENV[kernel]
         if kernel == SAEKIT:
             # What a researcher finds after install, or after a few seconds in their last notebook: a ready
             # spare kernel. Waiting for it is not measured; nothing else is compiling while we measure.
@@ -231,8 +242,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=20, help="cells of each kind (default 20)")
     parser.add_argument("--starts", type=int, default=3, help="kernel starts per kernel (default 3)")
-    parser.add_argument("--kernels", default=f"{SAEKIT},{NO_SPARE},{STOCK}",
-                        help=f"which of {SAEKIT} (served by a ready spare kernel), {NO_SPARE} and {STOCK}")
+    parser.add_argument("--kernels", default=f"{SAEKIT},{NO_SPARE},{CARGO},{STOCK}",
+                        help=f"which of {SAEKIT} (served by a ready spare kernel), {NO_SPARE}, {CARGO} "
+                        f"(every cell through cargo) and {STOCK}")
     # Outside the home directory: stock evcxr's cells load libstd through a relative run path, which breaks
     # for a build dir under ~ while rustup lives in ~/.rustup (saekit-kernel works around it itself).
     parser.add_argument("--stock-build-dir", type=Path, default=Path("/var/tmp/saekit-evcxr-stock"))
@@ -258,7 +270,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="saekit-bench-"))
     try:
         os.environ.update(kernel_util.jupyter_env(base))
-        if SAEKIT in kernels or NO_SPARE in kernels:
+        if SAEKIT in kernels or NO_SPARE in kernels or CARGO in kernels:
             print(f"== installing saekit-kernel ({kernel_util.kernel_binary()}) with its prebuild", flush=True)
             kernel_util._prepared[SAEKIT] = kernel_util.install_saekit_kernel(base)
         if STOCK in kernels:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -260,6 +261,42 @@ def test_panic_is_an_error_and_variables_survive(tmp_path):
     errors = [o for o in c[3].outputs if o["output_type"] == "error"]
     assert len(errors) == 1 and "boom 41" in errors[0]["evalue"], describe(c[3])
     assert [plain(o) for o in rich_outputs(c[4])] == ["43"], describe(c[4])
+
+
+def test_cells_skip_cargo_until_a_build_input_changes(tmp_path):
+    """A cell whose build inputs are unchanged but for its source runs the cell crate's last rustc command
+    without cargo (kernel-ext/src/cell_build.rs): its value, errors and variables are as cargo's would be,
+    and an edited path dependency goes through cargo again."""
+    lib = tmp_path / "tally"
+    (lib / "src").mkdir(parents=True)
+    (lib / "Cargo.toml").write_text('[package]\nname = "tally"\nversion = "0.1.0"\nedition = "2021"\n')
+    source = lib / "src" / "lib.rs"
+    source.write_text("pub fn count() -> u32 { 1 }\n")
+
+    def value(s: KernelSession, code: str) -> str:
+        results = s.ok(code).of_type("execute_result")
+        assert len(results) == 1, code
+        return results[0].text
+
+    with KernelSession() as s:
+        s.ok(f":dep tally = {{ path = {json.dumps(str(lib))} }}")
+        assert value(s, "tally::count()") == "1"
+        slot = Path(value(s, 'std::env::var("EVCXR_TMPDIR").unwrap()').strip('"'))
+        record = slot / ".saekit-cell-rustc.json"
+        assert record.is_file(), "cargo's build recorded the cell crate's rustc command"
+        recorded = record.stat().st_mtime_ns
+        s.ok("let base = tally::count() + 40;")
+        assert value(s, "base + 1") == "42"
+        failed = s.execute('let wrong: u8 = "text";')
+        assert failed.status == "error" and "mismatched types" in failed.reply["content"]["evalue"], failed.describe()
+        assert value(s, "base + 2") == "43", "variables survive a failed cell"
+        assert record.stat().st_mtime_ns == recorded, "these cells were built without cargo"
+
+        source.write_text("pub fn count() -> u32 { 2 }\n")
+        os.utime(source, ns=(time.time_ns() + 10**9,) * 2)
+        assert value(s, "tally::count()") == "2", "the edited dependency was rebuilt"
+        assert record.stat().st_mtime_ns != recorded, "an edited dependency goes through cargo"
+        assert value(s, "base + 3") == "44"
 
 
 def test_compile_error_is_an_error_with_the_message(tmp_path):

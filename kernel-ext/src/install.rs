@@ -121,6 +121,7 @@ pub fn prebuild() -> Result<PathBuf> {
     // SAFETY: set before evcxr starts its threads and child.
     unsafe { std::env::set_var("EVCXR_TMPDIR", &slot.dir) };
     crate::engine::prepare_child_env();
+    crate::cell_build::serve_as_cargo(&slot.dir);
     crate::cells::write_cell_profile(slot.dir.parent().unwrap_or(&slot.dir));
     let crate_path = crate::saekit_crate_path();
     let crate_path = crate_path.canonicalize().unwrap_or(crate_path);

@@ -8,6 +8,7 @@
 //!   channel, so output and display updates arrive live even while no cell runs;
 //! - `saekit-kernel install`, which registers the kernelspec and builds saekit once into a build slot.
 
+mod cell_build;
 mod cells;
 mod child;
 mod engine;
@@ -46,13 +47,18 @@ environment:
   SAEKIT_KERNEL_SPARE  0 turns spare kernels off (each kernel then starts in ~20 s)
   SAEKIT_KERNEL_SPARE_IDLE
                        seconds an unclaimed spare kernel waits before it exits (default 3600)
+  SAEKIT_KERNEL_CELL_REPLAY
+                       0 builds every cell through cargo (default: a cell whose build inputs are
+                       unchanged but for its source is compiled by rustc directly, as cargo last did)
   SAEKIT_KERNEL_LINKER mold, lld or system: the linker cells are built with (default: mold when it is
                        on PATH, else lld, else the system linker; switching to or from lld rebuilds
                        saekit's dependencies once)
 ";
 
 fn main() {
-    // In evcxr's child process (and when acting as its rustc wrapper) control never returns from here.
+    // As the cells' `cargo` or `rustup` (see cell_build), in evcxr's child process and when acting as its
+    // rustc wrapper, control never returns from here.
+    cell_build::intercept();
     child::interpose();
     evcxr::runtime_hook();
     spare::remember_started_env();

@@ -81,6 +81,7 @@ pub fn prepare() -> Result<Prepared> {
         std::env::set_var(child::SOCKET_ENV, &socket_path);
     }
     engine::prepare_child_env();
+    crate::cell_build::serve_as_cargo(&slot.dir);
     cells::write_cell_profile(slot.dir.parent().unwrap_or(&slot.dir));
 
     let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();

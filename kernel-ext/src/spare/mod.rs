@@ -66,12 +66,19 @@ pub(super) const QUIET_BEFORE_REPLACING: Duration = Duration::from_secs(3);
 pub(super) const PROTOCOL: u32 = 1;
 
 /// Variables that the kernel sets for itself and its child: never copied from a launcher.
-pub(super) const OWN_VARIABLES: &[&str] =
-    &[crate::child::SOCKET_ENV, "EVCXR_TMPDIR", "LD_LIBRARY_PATH", "EVCXR_IS_RUNTIME"];
+pub(super) const OWN_VARIABLES: &[&str] = &[
+    crate::child::SOCKET_ENV,
+    "EVCXR_TMPDIR",
+    "LD_LIBRARY_PATH",
+    "EVCXR_IS_RUNTIME",
+    crate::cell_build::REAL_CARGO_ENV,
+    crate::cell_build::REAL_RUSTUP_ENV,
+];
 /// Variables that change how cells and saekit are built: a spare made under other values cannot serve.
 pub(super) const BUILD_VARIABLES: &[&str] = &[
     "SAEKIT_FEATURES",
     crate::cells::LINKER_ENV,
+    crate::cell_build::ENABLE_ENV,
     "RUSTUP_TOOLCHAIN",
     "RUSTUP_HOME",
     "CARGO_HOME",
