@@ -24,9 +24,6 @@
 //!   environment ([`record_and_run_rustc`]) before it runs rustc. The record is written only when that build
 //!   got as far as rustc; a failed dependency leaves no record, so the next cell asks cargo again.
 //!
-//! The wrapper also links the cell crate with GNU `ld` instead of rustc's own lld when no linker was chosen
-//! (`cells::links_cells_with_gnu_ld`): faster for a cell, and the cell crate's alone.
-//!
 //! Anything evcxr would build differently is left to cargo: a `RUSTC_WRAPPER` (sccache, evcxr's `:cache`),
 //! a user's own `RUSTC_WORKSPACE_WRAPPER`, `cargo check`, `clean`, `metadata`. `SAEKIT_KERNEL_CELL_REPLAY=0`
 //! sends every build to cargo. What is not seen: a build script's `rerun-if-changed` of a file outside
@@ -357,16 +354,8 @@ impl Record {
 fn record_and_run_rustc() -> i32 {
     let mut args = std::env::args_os().skip(1);
     let Some(rustc) = args.next() else { return 101 };
-    let mut args: Vec<OsString> = args.collect();
+    let args: Vec<OsString> = args.collect();
     let is_cell = args.windows(2).any(|w| w[0] == "--crate-name" && w[1] == CELL_CRATE);
-    let asked = std::env::var(crate::cells::LINKER_ENV).unwrap_or_default();
-    let rustc_takes = |options: &[&str]| {
-        let probe = Command::new(&rustc).args(options).args(["--print", "sysroot"]).env_remove(RECORD_ENV).output();
-        probe.is_ok_and(|o| o.status.success())
-    };
-    if is_cell && crate::cells::links_cells_with_gnu_ld(&asked, &args, &crate::cells::found, &rustc_takes) {
-        args.extend(crate::cells::GNU_LD_FOR_CELLS.map(OsString::from));
-    }
     if let (true, Some(out)) = (is_cell, std::env::var_os(RECORD_ENV)) {
         let text = |s: &OsString| s.to_str().map(str::to_string);
         let env: Option<Vec<(String, String)>> = std::env::vars_os()

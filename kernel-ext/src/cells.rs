@@ -74,30 +74,6 @@ fn linker_command_for(asked: &str, found: &dyn Fn(&str) -> bool) -> Result<Optio
     }
 }
 
-/// The rustc options that link the cell crate with the system's GNU `ld` (through `cc`) rather than rustc's own
-/// lld, the default since Rust 1.90: for a cell, whose link is mostly reading the symbol tables of saekit's
-/// ~190 rlibs, `ld` took 0.22 s of rustc's 0.26 s where lld's link made the difference (`ld.gold` 0.21 s,
-/// deprecated upstream). Only the cell crate's command gets them (by the kernel's rustc wrapper, see
-/// `cell_build`), so nothing else is rebuilt.
-pub const GNU_LD_FOR_CELLS: [&str; 2] = ["-C", "linker-features=-lld"];
-
-/// Whether the cell crate's rustc command `args` gets [`GNU_LD_FOR_CELLS`]: when [`LINKER_ENV`] leaves the
-/// choice to the kernel, no linker was chosen for the cells (`:linker lld` passes `-fuse-ld=lld`), `ld` is
-/// there and this rustc takes the option (`rustc_takes`, asked last: it runs rustc).
-pub fn links_cells_with_gnu_ld(
-    asked: &str,
-    args: &[std::ffi::OsString],
-    found: &dyn Fn(&str) -> bool,
-    rustc_takes: &dyn Fn(&[&str]) -> bool,
-) -> bool {
-    matches!(asked.trim(), "" | "auto")
-        && !args
-            .iter()
-            .any(|a| a.to_string_lossy().contains("-fuse-ld=") || a.to_string_lossy().contains("linker-features"))
-        && found("ld")
-        && rustc_takes(&GNU_LD_FOR_CELLS)
-}
-
 /// What `:opt` does in this kernel: the cells' opt-level as a build variable for the cell crate alone
 /// (`None` when `code` is not `:opt`; `Err` for a level cargo does not take).
 pub fn opt_command(code: &str) -> Option<Result<(String, String), String>> {
@@ -230,23 +206,6 @@ mod cells_crate;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_are_linked_by_gnu_ld_unless_a_linker_was_chosen() {
-        let args = |list: &[&str]| list.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
-        let cell = args(&["--crate-name", "ctx", "-Cprefer-dynamic"]);
-        let takes = |_: &[&str]| true;
-        let with_ld = |tool: &str| tool == "ld";
-        assert!(links_cells_with_gnu_ld("", &cell, &with_ld, &takes));
-        assert!(links_cells_with_gnu_ld("auto", &cell, &with_ld, &takes));
-        for asked in ["system", "lld", "mold"] {
-            assert!(!links_cells_with_gnu_ld(asked, &cell, &with_ld, &takes), "{asked}");
-        }
-        let lld = args(&["--crate-name", "ctx", "-Clink-arg=-fuse-ld=lld"]);
-        assert!(!links_cells_with_gnu_ld("", &lld, &with_ld, &takes), "`:linker lld`");
-        assert!(!links_cells_with_gnu_ld("", &cell, &|_: &str| false, &takes), "no ld");
-        assert!(!links_cells_with_gnu_ld("", &cell, &with_ld, &|_: &[&str]| false), "an older rustc");
-    }
 
     #[test]
     fn an_asked_linker_is_used_only_when_it_is_there() {
