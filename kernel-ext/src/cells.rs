@@ -6,7 +6,10 @@
 //!   cell in 380 ms, Debian's lld 14 in 450 ms and mold 1.10 in 780 ms. evcxr picks mold whenever it is on
 //!   `PATH`, so the kernel turns it back to `system` (free: mold changes no build flag). Debian's lld, which
 //!   evcxr picks when mold is absent, is left alone: it changes the flags every crate is built with, so
-//!   leaving it would rebuild saekit's dependencies. `SAEKIT_KERNEL_LINKER` overrides all of this.
+//!   leaving it would rebuild saekit's dependencies. `SAEKIT_KERNEL_LINKER` overrides all of this. GNU ld
+//!   for the cell crate alone (`-C linker-features=-lld`) was tried after cells stopped going through cargo:
+//!   `x + 1` p50 0.33 s against 0.38 s, but a dataset card 2.05 s against 0.90 s (its link pulls in much of
+//!   saekit, where lld's threads win), so cells keep lld.
 //! - the cell crate's optimisation: evcxr builds cells (and everything else) at opt-level 2. At 0, rustc
 //!   alone took 530 ms instead of 680 ms for a trivial cell, but whole cells in one kernel, alternating
 //!   `:opt 0` and `:opt 2`, showed no gain through the noise (`x + 1` 1.84 s vs 1.70 s, a dataset card
