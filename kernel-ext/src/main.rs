@@ -50,9 +50,9 @@ environment:
   SAEKIT_KERNEL_CELL_REPLAY
                        0 builds every cell through cargo (default: a cell whose build inputs are
                        unchanged but for its source is compiled by rustc directly, as cargo last did)
-  SAEKIT_KERNEL_LINKER mold, lld or system: the linker cells are built with (default: mold when it is
-                       on PATH, else lld, else the system linker; switching to or from lld rebuilds
-                       saekit's dependencies once)
+  SAEKIT_KERNEL_LINKER mold, lld or system: the linker cells are built with (default: Debian's lld
+                       when it is on PATH and mold is not, as evcxr chooses, else rustc's own lld;
+                       mold only when asked; switching to or from lld rebuilds saekit's dependencies once)
 ";
 
 fn main() {
