@@ -150,7 +150,7 @@ fn cargo() -> i32 {
     };
     let Some(dir) = cell_build_dir(&args) else { return exec(Command::new(&real).args(&args)) };
     let env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
-    let key = inputs(&args, &dir, &env);
+    let Some(key) = inputs(&args, &dir, &env) else { return exec(Command::new(&real).args(&args)) };
     let record_path = dir.join(RECORD_FILE);
     if let Some(record) = Record::read(&record_path).filter(|r| r.key == key && r.still_valid()) {
         return replay(&record);
@@ -199,9 +199,14 @@ fn cell_build_dir(args: &[OsString]) -> Option<PathBuf> {
     manifest.lines().any(|l| l.trim() == format!("name = \"{CELL_CRATE}\"")).then_some(dir)
 }
 
+/// How many files of path dependencies a cell's build looks at before it leaves the build to cargo.
+const MOST_FILES: usize = 20_000;
+
 /// A description (hashed) of everything other than the cell's source that decides what `cargo build` would
-/// do in `dir`: equal descriptions, equal builds.
-fn inputs(args: &[OsString], dir: &Path, env: &BTreeMap<OsString, OsString>) -> String {
+/// do in `dir`: equal descriptions, equal builds. `None` when the path dependencies hold more than
+/// [`MOST_FILES`] files (looking at them all would cost a cell more than cargo does).
+fn inputs(args: &[OsString], dir: &Path, env: &BTreeMap<OsString, OsString>) -> Option<String> {
+    let mut budget = MOST_FILES;
     let mut h = std::hash::DefaultHasher::new();
     1u32.hash(&mut h); // the description's own version
     if let Ok(exe) = std::env::current_exe() {
@@ -239,13 +244,16 @@ fn inputs(args: &[OsString], dir: &Path, env: &BTreeMap<OsString, OsString>) -> 
         let dep_manifest = std::fs::read_to_string(dep_dir.join("Cargo.toml")).unwrap_or_default();
         pending.extend(path_dependencies(&dep_manifest).into_iter().map(|p| (dep_dir.clone(), p)));
         dep_dir.hash(&mut h);
-        tree_stamp(&dep_dir, &mut h);
+        tree_stamp(&dep_dir, &mut h, &mut budget);
+        if budget == 0 {
+            return None;
+        }
         for above in dep_dir.ancestors().skip(1) {
             std::fs::read(above.join("Cargo.toml")).unwrap_or_default().hash(&mut h);
         }
         seen.push(dep_dir);
     }
-    format!("{:016x}", h.finish())
+    Some(format!("{:016x}", h.finish()))
 }
 
 /// The `path = "..."` values of a manifest, as written.
@@ -271,8 +279,9 @@ fn path_dependencies(manifest: &str) -> Vec<String> {
     paths
 }
 
-/// Each file's path, size and modification time under `dir`, leaving out `target` and hidden directories.
-fn tree_stamp(dir: &Path, h: &mut impl Hasher) {
+/// Each file's path, size and modification time under `dir`, leaving out `target` and hidden directories;
+/// `budget` is how many more files may be looked at (a path dependency with more leaves every cell to cargo).
+fn tree_stamp(dir: &Path, h: &mut impl Hasher, budget: &mut usize) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<_> = entries.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
@@ -283,8 +292,10 @@ fn tree_stamp(dir: &Path, h: &mut impl Hasher) {
             if name == "target" || name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            tree_stamp(&entry.path(), h);
+            tree_stamp(&entry.path(), h, budget);
         } else {
+            let Some(left) = budget.checked_sub(1) else { return };
+            *budget = left;
             entry.path().hash(h);
             file_stamp(&entry.path()).hash(h);
         }
@@ -530,33 +541,43 @@ local = { version = "0.1", path="../local" }
         let env: BTreeMap<OsString, OsString> = [("HOME", "/nonexistent"), ("RUSTC", "/nonexistent/rustc")]
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .into();
-        let first = inputs(&args, &cell, &env);
+        let first = inputs(&args, &cell, &env).unwrap();
         std::fs::write(cell.join("src/lib.rs"), "fn cell_2() { let x = 1; }").unwrap();
         std::fs::write(dep.join("target/debug/out"), "build output").unwrap();
-        assert_eq!(inputs(&args, &cell, &env), first, "the cell's source and a dependency's target/ are not inputs");
+        assert_eq!(
+            inputs(&args, &cell, &env).unwrap(),
+            first,
+            "the cell's source and a dependency's target/ are not inputs"
+        );
 
         std::fs::write(dep.join("src/lib.rs"), "pub fn f() -> u32 { 22 }\n").unwrap();
-        let edited = inputs(&args, &cell, &env);
+        let edited = inputs(&args, &cell, &env).unwrap();
         assert_ne!(edited, first, "an edited dependency");
         std::fs::write(dep.join("src/extra.rs"), "").unwrap();
-        let added = inputs(&args, &cell, &env);
+        let added = inputs(&args, &cell, &env).unwrap();
         assert_ne!(added, edited, "a file added to a dependency");
         std::fs::write(root.join("Cargo.toml"), "[workspace.package]\nversion = \"2.0.0\"\n").unwrap();
-        let workspace = inputs(&args, &cell, &env);
+        let workspace = inputs(&args, &cell, &env).unwrap();
         assert_ne!(workspace, added, "the manifest of a workspace above the dependency");
         std::fs::create_dir_all(root.join(".cargo")).unwrap();
         std::fs::write(root.join(".cargo/config.toml"), "[profile.dev]\nopt-level = 0\n").unwrap();
-        let config = inputs(&args, &cell, &env);
+        let config = inputs(&args, &cell, &env).unwrap();
         assert_ne!(config, workspace, "a cargo config file above the cell crate");
         std::fs::write(cell.join("Cargo.lock"), "version = 4\n").unwrap();
-        let lock = inputs(&args, &cell, &env);
+        let lock = inputs(&args, &cell, &env).unwrap();
         assert_ne!(lock, config, "the lockfile");
         let mut other_env = env.clone();
         other_env.insert("CARGO_PROFILE_DEV_PACKAGE_ctx_OPT_LEVEL".into(), "0".into());
-        assert_ne!(inputs(&args, &cell, &other_env), lock, "the environment");
+        assert_ne!(inputs(&args, &cell, &other_env).unwrap(), lock, "the environment");
         let release: Vec<OsString> = ["build", "--release"].map(OsString::from).to_vec();
-        assert_ne!(inputs(&release, &cell, &env), lock, "the command line");
-        assert_eq!(inputs(&args, &cell, &env), lock);
+        assert_ne!(inputs(&release, &cell, &env).unwrap(), lock, "the command line");
+        assert_eq!(inputs(&args, &cell, &env).unwrap(), lock);
+        let mut budget = 10;
+        tree_stamp(&dep, &mut std::hash::DefaultHasher::new(), &mut budget);
+        assert_eq!(budget, 7, "three files outside target/");
+        let mut budget = 2;
+        tree_stamp(&dep, &mut std::hash::DefaultHasher::new(), &mut budget);
+        assert_eq!(budget, 0, "the budget is spent before the third file");
         std::fs::remove_dir_all(&root).unwrap();
     }
 
