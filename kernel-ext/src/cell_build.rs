@@ -56,10 +56,7 @@ const CELL_CRATE: &str = "ctx";
 const NOT_REPLAYED: &[&str] = &["CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS", "RUSTC_WORKSPACE_WRAPPER", RECORD_ENV];
 
 pub fn enabled() -> bool {
-    !matches!(
-        std::env::var(ENABLE_ENV).unwrap_or_default().trim().to_ascii_lowercase().as_str(),
-        "0" | "false" | "no" | "off"
-    )
+    !crate::switched_off(ENABLE_ENV)
 }
 
 /// Puts `slot/bin` (links named `cargo` and `rustup` to this binary) first on `PATH`, so that evcxr, which
@@ -157,7 +154,7 @@ fn cargo() -> i32 {
     }
     // Through cargo, recording the cell crate's rustc command on the way.
     let _ = std::fs::remove_file(&record_path);
-    let scratch = dir.join(format!("{RECORD_FILE}.{}", std::process::id()));
+    let scratch = dir.join(RECORD_FILE).with_extension(format!("{}.json", std::process::id()));
     let _ = std::fs::remove_file(&scratch);
     let Ok(me) = std::env::current_exe() else { return exec(Command::new(&real).args(&args)) };
     let status = Command::new(&real).args(&args).env("RUSTC_WORKSPACE_WRAPPER", me).env(RECORD_ENV, &scratch).status();
@@ -466,12 +463,8 @@ fn strip_ansi(text: &str) -> String {
 
 /// The first executable `tool` on `path` that is not this binary.
 fn find_on(path: &std::ffi::OsStr, tool: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let me = std::env::current_exe().ok();
-    std::env::split_paths(path).map(|dir| dir.join(tool)).find(|candidate| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            && candidate.canonicalize().ok() != me
-    })
+    crate::cells::executables_on(path, tool).find(|candidate| candidate.canonicalize().ok() != me)
 }
 
 fn command_line(command: &mut Command) -> Option<String> {

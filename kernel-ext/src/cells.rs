@@ -191,12 +191,16 @@ impl CellDisplay {
 
 /// Whether `tool` is an executable on `PATH` (as evcxr looks for mold and lld).
 pub fn found(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| executables_on(&path, tool).next().is_some())
+}
+
+/// Every executable file named `tool` in the directories of `path` (a `PATH` value), in order; empty entries
+/// are skipped rather than read as the working directory.
+pub fn executables_on<'a>(path: &'a std::ffi::OsStr, tool: &'a str) -> impl Iterator<Item = std::path::PathBuf> + 'a {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    std::env::split_paths(path).filter(|dir| !dir.as_os_str().is_empty()).map(move |dir| dir.join(tool)).filter(
+        |candidate| std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0),
+    )
 }
 
 /// The cells' crate, compiled into the tests as it is in a cell (a `Render`-like trait of the test's own in

@@ -87,6 +87,11 @@ fn main() {
     }
 }
 
+/// Whether the environment variable `name` turns something off: `0`, `false`, `no` or `off`.
+pub fn switched_off(name: &str) -> bool {
+    matches!(std::env::var(name).unwrap_or_default().trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off")
+}
+
 /// The saekit crate that kernels preload: `SAEKIT_CRATE_PATH`, else the crate beside this kernel's source.
 pub fn saekit_crate_path() -> PathBuf {
     match std::env::var_os("SAEKIT_CRATE_PATH") {

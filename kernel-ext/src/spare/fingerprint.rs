@@ -108,14 +108,8 @@ pub(super) fn is_build_variable(key: &str) -> bool {
 }
 
 pub(super) fn find_on_path(path: &str, tool: &str) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(tool);
-        if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
-            return candidate.canonicalize().unwrap_or(candidate).display().to_string();
-        }
-    }
-    String::new()
+    let found = crate::cells::executables_on(path.as_ref(), tool).next();
+    found.map(|c| c.canonicalize().unwrap_or(c).display().to_string()).unwrap_or_default()
 }
 
 /// The changes that make a spare's environment the launcher's: variables to set, and to remove.

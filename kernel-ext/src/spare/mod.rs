@@ -93,10 +93,7 @@ pub(super) const BUILD_VARIABLES: &[&str] = &[
 pub(super) const BUILD_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "EVCXR_"];
 
 pub fn enabled() -> bool {
-    !matches!(
-        std::env::var(ENABLE_ENV).unwrap_or_default().trim().to_ascii_lowercase().as_str(),
-        "0" | "false" | "no" | "off"
-    )
+    !crate::switched_off(ENABLE_ENV)
 }
 
 pub(super) fn socket_path(home: &Path) -> PathBuf {
