@@ -117,15 +117,15 @@ fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
 /// Builds saekit into a free build slot (the first kernel's), with cargo's progress on stderr.
 pub fn prebuild() -> Result<PathBuf> {
     let home = crate::kernel_home();
-    let slot = slots::acquire(&home)?;
+    let crate_path = crate::saekit_crate_path();
+    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
+    let stamp = slots::source_stamp(&crate_path);
+    let slot = slots::acquire(&home, &stamp)?;
     // SAFETY: set before evcxr starts its threads and child.
     unsafe { std::env::set_var("EVCXR_TMPDIR", &slot.dir) };
     crate::engine::prepare_child_env();
     crate::cell_build::serve_as_cargo(&slot.dir);
     crate::cells::write_cell_profile(slot.dir.parent().unwrap_or(&slot.dir));
-    let crate_path = crate::saekit_crate_path();
-    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
-    let stamp = slots::source_stamp(&crate_path);
     if slot.built_stamp().as_deref() == Some(stamp.as_str()) {
         eprintln!("saekit is already built in {} from these sources", slot.dir.display());
         return Ok(slot.dir.clone());

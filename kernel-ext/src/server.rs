@@ -73,7 +73,9 @@ impl Stopper {
 
 /// Takes a build slot, opens the channel to evcxr's child and starts the engine, which preloads saekit.
 pub fn prepare() -> Result<Prepared> {
-    let slot = slots::acquire(&crate::kernel_home())?;
+    let crate_path = crate::saekit_crate_path();
+    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
+    let slot = slots::acquire(&crate::kernel_home(), &slots::source_stamp(&crate_path))?;
     let socket_path = std::env::temp_dir().join(format!("saekit-kernel-{}.sock", std::process::id()));
     // SAFETY: no other thread exists yet; evcxr's child process inherits both.
     unsafe {
@@ -88,8 +90,6 @@ pub fn prepare() -> Result<Prepared> {
     let outputs = Outputs::new(iopub_tx);
     outputs::listen(&socket_path, outputs.clone())?;
     capture_own_stderr(outputs.clone());
-    let crate_path = crate::saekit_crate_path();
-    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     // One cell (one compile): the dependency, the prelude, the import that lets plain values display in one
     // build (`cells::CellDisplay`), and a `let`, whose type inference makes
     // rust-analyzer load saekit's whole crate graph now, at start, instead of in the user's first cell.
