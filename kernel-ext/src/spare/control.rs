@@ -69,6 +69,15 @@ pub fn start_detached() -> Result<Option<u32>> {
     }
     let mut child = command.spawn().context("cannot start a spare kernel")?;
     let pid = child.id();
+    // Return once it holds its lock (it then writes its pid there), so that a `spare --stop` right after
+    // this (scripts/test.sh stops the spare that setup's install starts) finds it. Otherwise the spare,
+    // unseen, would go on holding the build slot built for the next kernels, sending them to another slot.
+    // (Not `spare_running`: taking the lock to look could make the starting spare think another one runs.)
+    let holds_lock = || std::fs::read_to_string(home.join("spare.lock")).is_ok_and(|s| s.trim() == pid.to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds_lock() && Instant::now() < deadline && child.try_wait().is_ok_and(|s| s.is_none()) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // Reap it when it exits, so it leaves no zombie while this process lives.
     std::thread::spawn(move || child.wait());
     Ok(Some(pid))
