@@ -90,7 +90,6 @@ fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let exe = std::env::current_exe()?.canonicalize()?;
     let crate_path = crate::saekit_crate_path();
-    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     let mut env = serde_json::Map::new();
     env.insert("SAEKIT_CRATE_PATH".into(), json!(crate_path));
     if let Some(features) = std::env::var_os("SAEKIT_FEATURES") {
@@ -118,7 +117,6 @@ fn write_kernelspec(dir: &Path, display_name: &str) -> Result<()> {
 pub fn prebuild() -> Result<PathBuf> {
     let home = crate::kernel_home();
     let crate_path = crate::saekit_crate_path();
-    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     let stamp = slots::source_stamp(&crate_path);
     let slot = slots::acquire(&home, &stamp)?;
     // SAFETY: set before evcxr starts its threads and child.

@@ -92,12 +92,14 @@ pub fn switched_off(name: &str) -> bool {
     matches!(std::env::var(name).unwrap_or_default().trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off")
 }
 
-/// The saekit crate that kernels preload: `SAEKIT_CRATE_PATH`, else the crate beside this kernel's source.
+/// The saekit crate that kernels preload: `SAEKIT_CRATE_PATH`, else the crate beside this kernel's source;
+/// canonical when it exists (it names the crate in build stamps and `:dep` lines).
 pub fn saekit_crate_path() -> PathBuf {
-    match std::env::var_os("SAEKIT_CRATE_PATH") {
+    let path = match std::env::var_os("SAEKIT_CRATE_PATH") {
         Some(p) => PathBuf::from(p),
         None => default_crate_path(),
-    }
+    };
+    path.canonicalize().unwrap_or(path)
 }
 
 /// The saekit features cells are built with: `SAEKIT_FEATURES` (comma-separated) when set, else `cuda` when

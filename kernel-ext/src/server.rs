@@ -74,7 +74,6 @@ impl Stopper {
 /// Takes a build slot, opens the channel to evcxr's child and starts the engine, which preloads saekit.
 pub fn prepare() -> Result<Prepared> {
     let crate_path = crate::saekit_crate_path();
-    let crate_path = crate_path.canonicalize().unwrap_or(crate_path);
     let slot = slots::acquire(&crate::kernel_home(), &slots::source_stamp(&crate_path))?;
     let socket_path = std::env::temp_dir().join(format!("saekit-kernel-{}.sock", std::process::id()));
     // SAFETY: no other thread exists yet; evcxr's child process inherits both.
